@@ -1,0 +1,354 @@
+/**
+ * The node-redis backend: the `redis` package over TCP, for Node workers,
+ * long-lived servers and Deno. A publish is one round trip (one Lua script,
+ * EVALSHA first, EVAL on NOSCRIPT); waiting for new entries is one blocking
+ * XREAD over every watched key on one dedicated connection.
+ *
+ * @module
+ */
+import { createClient } from "redis";
+import { BackendError, ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
+import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, decodeAppend, encodeAppend } from "../../core/lua.ts";
+import type {
+  AppendResult,
+  ClaimOptions,
+  Cursor,
+  Fields,
+  GroupReadOptions,
+  KeyEntries,
+  OperationRead,
+  StreamEntry,
+  StreamPort,
+} from "../../core/port.ts";
+
+/** The part of a node-redis client this adapter calls (v5 or v6). */
+export interface NodeRedisClient {
+  readonly isOpen: boolean;
+  readonly isReady: boolean;
+  sendCommand(args: string[]): Promise<unknown>;
+  connect(): Promise<unknown>;
+  duplicate(overrides?: Record<string, unknown>): NodeRedisClient;
+  destroy(): void;
+  close(): Promise<unknown>;
+  on(event: "error", listener: (error: Error) => void): unknown;
+}
+
+/** Options of {@link nodeRedis}: a URL, or a client you built. */
+export type NodeRedisOptions = (
+  | {
+      /** Redis URL, e.g. `redis://127.0.0.1:6379`. The adapter opens and closes its connections. */
+      readonly url: string;
+      readonly client?: undefined;
+    }
+  | {
+      /**
+       * A node-redis client you created. It is connected if needed and never
+       * closed by the adapter; blocking reads use a duplicate the adapter owns.
+       */
+      readonly client: NodeRedisClient;
+      readonly url?: undefined;
+    }
+) & {
+  /**
+   * How long a command waits for the first connection before failing.
+   * @default 5000
+   */
+  readonly connectTimeoutMs?: number | undefined;
+  /** Called with connection errors the client reports between commands. @default ignore */
+  readonly onConnectionError?: ((error: Error) => void) | undefined;
+};
+
+const CLOSED_ERRORS = new Set([
+  "ClientClosedError",
+  "ClientOfflineError",
+  "SocketClosedUnexpectedlyError",
+  "DisconnectsClientError",
+]);
+
+function mapError(cause: unknown, what: string): Error {
+  const name = cause instanceof Error ? cause.constructor.name : "";
+  const message = cause instanceof Error ? cause.message : String(cause);
+  if (CLOSED_ERRORS.has(name))
+    return new ConnectionClosedError(`Redis connection unavailable during ${what}: ${message}`, { cause });
+  return new BackendError(`Redis failed during ${what}: ${message}`, { cause });
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("NOSCRIPT");
+}
+
+/** Normalize HGETALL in RESP2 (flat array), RESP3 (map or object) shapes. */
+function toFields(reply: unknown): Fields | null {
+  const out: Fields = {};
+  if (Array.isArray(reply)) {
+    for (let i = 0; i + 1 < reply.length; i += 2) out[String(reply[i])] = String(reply[i + 1]);
+  } else if (reply instanceof Map) {
+    for (const [k, v] of reply) out[String(k)] = String(v);
+  } else if (reply && typeof reply === "object") {
+    for (const [k, v] of Object.entries(reply)) out[k] = String(v);
+  }
+  return Object.keys(out).length > 0 ? out : null;
+}
+
+/** Normalize XRANGE-style entries: `[[id, [f, v, ...]], ...]`. */
+function toEntries(reply: unknown): StreamEntry[] {
+  if (!Array.isArray(reply)) return [];
+  const out: StreamEntry[] = [];
+  for (const row of reply) {
+    if (!Array.isArray(row)) continue;
+    const fields = toFields(row[1]) ?? {};
+    out.push({ id: String(row[0]), fields });
+  }
+  return out;
+}
+
+/** Normalize XREAD replies: RESP2 `[[key, entries], ...]`, RESP3 map of key to entries. */
+function toKeyEntries(reply: unknown): KeyEntries[] {
+  if (reply == null) return [];
+  const pairs: Array<[unknown, unknown]> = Array.isArray(reply)
+    ? reply.filter(Array.isArray).map((r) => [r[0], r[1]] as [unknown, unknown])
+    : reply instanceof Map
+      ? [...reply.entries()]
+      : typeof reply === "object"
+        ? Object.entries(reply)
+        : [];
+  return pairs.map(([key, entries]) => ({ key: String(key), entries: toEntries(entries) }));
+}
+
+/**
+ * Create the node-redis backend.
+ *
+ * @throws {ProgressValidationError} when neither `url` nor `client` is given.
+ * @example
+ * ```ts
+ * import { createProgress } from "progresscast";
+ * import { nodeRedis } from "progresscast/node-redis";
+ * const progress = createProgress({ port: nodeRedis({ url: "redis://127.0.0.1:6379" }) });
+ * ```
+ */
+export function nodeRedis(options: NodeRedisOptions): StreamPort {
+  if (!options || (typeof options.url !== "string" && !options.client)) {
+    throw new ProgressValidationError(
+      "url",
+      (options as { url?: unknown } | undefined)?.url,
+      "give nodeRedis({ url }) or nodeRedis({ client })",
+    );
+  }
+  const owned = options.client === undefined;
+  const onConnectionError = options.onConnectionError ?? (() => {});
+  const client: NodeRedisClient =
+    options.client ??
+    (createClient({ url: options.url, disableOfflineQueue: true, RESP: 2 }) as unknown as NodeRedisClient);
+  if (owned) client.on("error", onConnectionError);
+  const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+  const connecting = new WeakMap<NodeRedisClient, Promise<unknown>>();
+  let closed = false;
+  let blocking: { client: NodeRedisClient; id: Promise<string> } | undefined;
+  let grouping: NodeRedisClient | undefined;
+
+  const ready = async (c: NodeRedisClient, what: string): Promise<void> => {
+    if (closed) throw new ConnectionClosedError(`The node-redis backend is closed (${what})`);
+    if (c.isReady) return;
+    if (!c.isOpen) {
+      const started = c.connect();
+      started.catch(() => {});
+      connecting.set(c, started);
+    }
+    const pending = connecting.get(c);
+    if (!pending) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new TimeoutError(`Redis was not reachable within ${connectTimeoutMs} ms (${what})`)),
+        connectTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([pending, timeout]);
+    } catch (cause) {
+      throw cause instanceof TimeoutError ? cause : mapError(cause, what);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const command = async (args: string[], what: string, c: NodeRedisClient = client): Promise<unknown> => {
+    if (!c.isReady) await ready(c, what);
+    try {
+      return await c.sendCommand(args);
+    } catch (cause) {
+      throw mapError(cause, what);
+    }
+  };
+
+  const script = async (
+    sha: string,
+    source: string,
+    keys: string[],
+    args: string[],
+    what: string,
+  ): Promise<unknown> => {
+    if (!client.isReady) await ready(client, what);
+    const n = String(keys.length);
+    try {
+      return await client.sendCommand(["EVALSHA", sha, n, ...keys, ...args]);
+    } catch (cause) {
+      if (!isNoScript(cause)) throw mapError(cause, what);
+    }
+    return await command(["EVAL", source, n, ...keys, ...args], what);
+  };
+
+  const dedicated = (): NodeRedisClient => {
+    const c = client.duplicate({ disableOfflineQueue: true });
+    c.on("error", onConnectionError);
+    return c;
+  };
+
+  const port: StreamPort = {
+    name: "node-redis",
+    capabilities: { groups: true, blocking: true },
+
+    async append(items, o): Promise<AppendResult[]> {
+      const { keys, args } = encodeAppend(items, o);
+      return decodeAppend(await script(APPEND_SHA, APPEND_SCRIPT, keys, args, "append"), items.length);
+    },
+
+    async read(stateKey, eventsKey, range): Promise<OperationRead> {
+      // One round trip: a tiny script reads the snapshot, the range and the oldest id together.
+      const after = range.after === undefined || range.after === "0" ? "-" : `(${range.after}`;
+      const reply = await script(
+        READ_SHA,
+        READ_SCRIPT,
+        stateKey === null ? [eventsKey] : [eventsKey, stateKey],
+        [after, String(range.limit)],
+        "read",
+      );
+      const [state, entries, first] = Array.isArray(reply) ? reply : [];
+      const firstEntries = toEntries(first);
+      return { state: toFields(state), entries: toEntries(entries), firstId: firstEntries[0]?.id ?? null };
+    },
+
+    async getState(stateKey) {
+      return toFields(await command(["HGETALL", stateKey], "getState"));
+    },
+
+    async wait(cursors: readonly Cursor[], o): Promise<KeyEntries[]> {
+      if (cursors.length === 0) return [];
+      if (o.signal?.aborted) return [];
+      if (!blocking) {
+        const c = dedicated();
+        blocking = {
+          client: c,
+          id: (async () => {
+            await ready(c, "wait");
+            return String(await c.sendCommand(["CLIENT", "ID"]));
+          })(),
+        };
+        blocking.id.catch(() => {});
+      }
+      const b = blocking;
+      let id: string;
+      try {
+        id = await b.id;
+      } catch (cause) {
+        if (blocking === b) blocking = undefined;
+        throw cause instanceof Error && cause.name === "TimeoutError" ? cause : mapError(cause, "wait");
+      }
+      const args = ["XREAD", "COUNT", String(o.count), "BLOCK", String(o.blockMs), "STREAMS"];
+      for (const c of cursors) args.push(c.key);
+      for (const c of cursors) args.push(c.after);
+      // A new watcher must not wait for the block to time out: the signal unblocks the read.
+      const unblock = (): void => {
+        command(["CLIENT", "UNBLOCK", id], "unblock").catch(() => {});
+      };
+      o.signal?.addEventListener("abort", unblock, { once: true });
+      try {
+        return toKeyEntries(await command(args, "wait", b.client));
+      } catch (cause) {
+        if (closed) return [];
+        throw cause;
+      } finally {
+        o.signal?.removeEventListener("abort", unblock);
+      }
+    },
+
+    async cancel(stateKey, reason, ttlSeconds) {
+      return Number(await script(CANCEL_SHA, CANCEL_SCRIPT, [stateKey], [reason, String(ttlSeconds)], "cancel")) === 1;
+    },
+
+    async ensureGroup(key, group) {
+      try {
+        await command(["XGROUP", "CREATE", key, group, "0", "MKSTREAM"], "ensureGroup");
+      } catch (error) {
+        if (!(error instanceof Error && error.message.includes("BUSYGROUP"))) throw error;
+      }
+    },
+
+    async groupRead(o: GroupReadOptions): Promise<StreamEntry[]> {
+      grouping ??= dedicated();
+      const reply = await command(
+        [
+          "XREADGROUP",
+          "GROUP",
+          o.group,
+          o.consumer,
+          "COUNT",
+          String(o.count),
+          "BLOCK",
+          String(o.blockMs),
+          "STREAMS",
+          o.key,
+          ">",
+        ],
+        "groupRead",
+        o.blockMs > 0 ? grouping : client,
+      );
+      return toKeyEntries(reply).flatMap((k) => k.entries);
+    },
+
+    async ack(key, group, ids) {
+      if (ids.length === 0) return 0;
+      return Number(await command(["XACK", key, group, ...ids], "ack"));
+    },
+
+    async claim(o: ClaimOptions): Promise<StreamEntry[]> {
+      const reply = await command(
+        ["XAUTOCLAIM", o.key, o.group, o.consumer, String(o.minIdleMs), "0-0", "COUNT", String(o.count)],
+        "claim",
+      );
+      return Array.isArray(reply) ? toEntries(reply[1]).filter((e) => Object.keys(e.fields).length > 0) : [];
+    },
+
+    async pending(key, group) {
+      const reply = await command(["XPENDING", key, group], "pending");
+      return Array.isArray(reply) ? Number(reply[0]) : 0;
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const c of [blocking?.client, grouping]) {
+        if (c?.isOpen) c.destroy();
+      }
+      blocking = undefined;
+      grouping = undefined;
+      if (owned && client.isOpen) {
+        try {
+          await client.close();
+        } catch {
+          client.destroy();
+        }
+      }
+    },
+  };
+  return port;
+}
+
+/**
+ * KEYS: events [, state]. ARGV: start ("-" or "(id"), limit.
+ * Reply: { state (flat), entries, [oldest entry] }.
+ */
+const READ_SCRIPT = `local st={}
+if KEYS[2] then st=redis.call('HGETALL',KEYS[2]) end
+return {st,redis.call('XRANGE',KEYS[1],ARGV[1],'+','COUNT',ARGV[2]),redis.call('XRANGE',KEYS[1],'-','+','COUNT',1)}`;
+const READ_SHA = "d2f1ed35768e393eefaac69383e293dc4752ae29";

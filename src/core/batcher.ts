@@ -1,0 +1,78 @@
+import { BackendError, isProgressError } from "./errors.ts";
+import type { AppendItem, AppendOptions, AppendResult, StreamPort } from "./port.ts";
+
+interface Pending {
+  readonly item: AppendItem;
+  readonly resolve: (result: AppendResult) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/**
+ * Gathers the appends pending at the same moment (many jobs reporting from
+ * one process) into one port call, so the backend sees one script call per
+ * batch instead of one per publish. A batch is sent on the next microtask;
+ * batches are capped so one call never grows without bound.
+ */
+export class Batcher {
+  #queue: Pending[] = [];
+  #scheduled = false;
+  #inFlight = new Set<Promise<void>>();
+  readonly #port: StreamPort;
+  readonly #options: AppendOptions;
+  readonly #maxBatch: number;
+
+  constructor(port: StreamPort, options: AppendOptions, maxBatch: number) {
+    this.#port = port;
+    this.#options = options;
+    this.#maxBatch = maxBatch;
+  }
+
+  /** Queue one append; resolves with its result, rejects with a BackendError. */
+  append(item: AppendItem): Promise<AppendResult> {
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.#queue.push({ item, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        queueMicrotask(() => this.#drain());
+      }
+    });
+  }
+
+  /** Resolves when every append queued so far has been answered. */
+  async idle(): Promise<void> {
+    while (this.#queue.length > 0 || this.#inFlight.size > 0) {
+      if (this.#queue.length > 0 && !this.#scheduled) this.#drain();
+      await Promise.allSettled([...this.#inFlight]);
+      if (this.#queue.length > 0) await Promise.resolve();
+    }
+  }
+
+  #drain(): void {
+    this.#scheduled = false;
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, this.#maxBatch);
+      const sent = this.#send(batch);
+      this.#inFlight.add(sent);
+      void sent.finally(() => this.#inFlight.delete(sent));
+    }
+  }
+
+  async #send(batch: Pending[]): Promise<void> {
+    try {
+      const results = await this.#port.append(
+        batch.map((p) => p.item),
+        this.#options,
+      );
+      batch.forEach((p, i) => {
+        const result = results[i];
+        if (result) p.resolve(result);
+        else p.reject(new BackendError(`The ${this.#port.name} backend answered ${results.length} of ${batch.length}`));
+      });
+    } catch (cause) {
+      const error = isProgressError(cause)
+        ? cause
+        : new BackendError(`The ${this.#port.name} backend failed: ${String(cause)}`, { cause });
+      for (const p of batch) p.reject(error);
+    }
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Errors: one base class, one subclass per failure mode, guards that match by
+ * name so they work across realms and bundled copies.
+ *
+ * @module
+ */
+
+/** One problem found in an input, in the shape zod reports it. */
+export interface ValidationIssue {
+  /** Path of the offending field, e.g. `["data"]`. */
+  readonly path: readonly PropertyKey[];
+  /** What was wrong. */
+  readonly message: string;
+}
+
+/** Base class of every error progresscast throws. */
+export class ProgressError extends Error {
+  override name = "ProgressError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/**
+ * Bad input: names the field and the value, says what is allowed.
+ *
+ * @example
+ * ```ts
+ * try { await progress.publish("job-1", { progress: 140 }); }
+ * catch (e) { if (isProgressValidationError(e)) console.log(e.field); } // "progress"
+ * ```
+ */
+export class ProgressValidationError extends ProgressError {
+  override name = "ProgressValidationError";
+  /** Dotted path of the offending field, e.g. `progress` or `data`. */
+  readonly field: string;
+  /** The offending value. */
+  readonly value: unknown;
+  /** Every problem found, zod-style. */
+  readonly issues: readonly ValidationIssue[];
+  constructor(field: string, value: unknown, message: string, issues: readonly ValidationIssue[] = []) {
+    super(`Invalid ${field}: ${message} (got ${describe(value)})`);
+    this.field = field;
+    this.value = value;
+    this.issues = issues.length > 0 ? issues : [{ path: field.split("."), message }];
+  }
+}
+
+/** The backend answered with an error, or could not be reached. */
+export class BackendError extends ProgressError {
+  override name = "BackendError";
+}
+
+/** The connection to the backend is closed (or the manager was closed). */
+export class ConnectionClosedError extends BackendError {
+  override name = "ConnectionClosedError";
+}
+
+/** An operation did not finish in time. */
+export class TimeoutError extends ProgressError {
+  override name = "TimeoutError";
+}
+
+/** A watcher or a caller was refused by the `authorize` hook. */
+export class UnauthorizedError extends ProgressError {
+  override name = "UnauthorizedError";
+  /** HTTP-style status: 401 without credentials, 403 when forbidden. */
+  readonly status: 401 | 403;
+  constructor(message: string, status: 401 | 403 = 403, options?: { cause?: unknown }) {
+    super(message, options);
+    this.status = status;
+  }
+}
+
+function isNamed(error: unknown, names: readonly string[]): boolean {
+  return error instanceof Error && names.includes(error.name);
+}
+
+/** True for any error progresscast throws. */
+export function isProgressError(error: unknown): error is ProgressError {
+  return (
+    error instanceof ProgressError ||
+    isNamed(error, [
+      "ProgressError",
+      "ProgressValidationError",
+      "BackendError",
+      "ConnectionClosedError",
+      "TimeoutError",
+      "UnauthorizedError",
+    ])
+  );
+}
+/** True for a {@link ProgressValidationError}, across realms. */
+export function isProgressValidationError(error: unknown): error is ProgressValidationError {
+  return isNamed(error, ["ProgressValidationError"]);
+}
+/** True for a {@link BackendError} or a {@link ConnectionClosedError}, across realms. */
+export function isBackendError(error: unknown): error is BackendError {
+  return isNamed(error, ["BackendError", "ConnectionClosedError"]);
+}
+/** True for a {@link ConnectionClosedError}, across realms. */
+export function isConnectionClosedError(error: unknown): error is ConnectionClosedError {
+  return isNamed(error, ["ConnectionClosedError"]);
+}
+/** True for a {@link TimeoutError}, across realms. */
+export function isTimeoutError(error: unknown): error is TimeoutError {
+  return isNamed(error, ["TimeoutError"]);
+}
+/** True for an {@link UnauthorizedError}, across realms. */
+export function isUnauthorizedError(error: unknown): error is UnauthorizedError {
+  return isNamed(error, ["UnauthorizedError"]);
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  if (typeof value === "number" || typeof value === "boolean" || value == null) return String(value);
+  if (Array.isArray(value)) return "an array";
+  return typeof value;
+}

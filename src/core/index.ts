@@ -1,0 +1,46 @@
+/**
+ * The runtime-agnostic core: wire format, validation, keys, coalescing and the
+ * progress manager. No Node, Deno or client-library imports.
+ *
+ * @module
+ */
+export * from "./errors.ts";
+export { defaultKeys, type KeyStrategy, keyPresets } from "./keys.ts";
+export {
+  consoleLogger,
+  type LogFields,
+  type Logger,
+  type MetricLabels,
+  type MetricName,
+  type Metrics,
+  noMetrics,
+  silentLogger,
+} from "./observe.ts";
+export type { ProgressOptions } from "./options.ts";
+export type * from "./port.ts";
+export {
+  type HistoryOptions,
+  Progress,
+  type PublishOptions,
+  type PublishResult,
+  type Target,
+} from "./progress.ts";
+export {
+  compareIds,
+  decodeEvent,
+  decodeSnapshot,
+  encodeUpdate,
+  isTerminal,
+  MAX_DATA_BYTES,
+  MAX_ID_LENGTH,
+  MAX_MESSAGE_LENGTH,
+  type ProgressEvent,
+  type ProgressSnapshot,
+  type ProgressStatus,
+  type ProgressUpdate,
+  STATUSES,
+  TERMINAL_STATUSES,
+  WIRE_VERSION,
+  type WireEvent,
+  WireEventSchema,
+} from "./wire.ts";

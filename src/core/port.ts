@@ -1,0 +1,184 @@
+/**
+ * The one seam between the core and a backend. It speaks in the core's terms,
+ * not in raw Redis commands, so each adapter can use whatever is fastest for
+ * its transport. Strings cross the port: encoding and decoding of the wire
+ * format happen in the core, once.
+ *
+ * @module
+ */
+
+/** Flat string fields, as stored in a stream entry or a snapshot hash. */
+export type Fields = Record<string, string>;
+
+/** One stream entry: its id (the event id clients resume from) and its fields. */
+export interface StreamEntry {
+  readonly id: string;
+  readonly fields: Fields;
+}
+
+/** Ask the backend to apply an ordering rule or waive it. */
+export interface AppendFlags {
+  /** Accept an update whose `progress` is below the snapshot's. */
+  readonly allowBackwards: boolean;
+  /** Accept an update after the operation reached a terminal status. */
+  readonly allowAfterTerminal: boolean;
+}
+
+/** One event to append for one operation. */
+export interface AppendItem extends AppendFlags {
+  /** Stream key of the operation. */
+  readonly eventsKey: string;
+  /** Snapshot hash key of the operation. */
+  readonly stateKey: string;
+  /** Stream key of the operation's scope, if the event also goes there. */
+  readonly scopeKey?: string | undefined;
+  /**
+   * Encoded fields without `seq` (the backend assigns it). Must contain `status`;
+   * `progress` when present is compared with the snapshot's.
+   */
+  readonly fields: Fields;
+  /** Whether `fields.status` is terminal (completed, failed, cancelled). */
+  readonly terminal: boolean;
+}
+
+/** Options shared by every item of one append call. */
+export interface AppendOptions {
+  /** TTL refreshed on both keys (and the scope key) by every write. */
+  readonly ttlSeconds: number;
+  /** Approximate cap of each stream (`MAXLEN ~`). */
+  readonly maxLen: number;
+  /** TTL given to the stream once a terminal event is written. */
+  readonly terminalTtlSeconds: number;
+}
+
+/** Outcome of one appended item. */
+export type AppendResult =
+  | {
+      readonly ok: true;
+      /** Stream entry id. */
+      readonly id: string;
+      /** Sequence number assigned by the backend. */
+      readonly seq: number;
+      /** Cancellation reason if the operation was marked cancelled, else null. */
+      readonly cancelled: string | null;
+    }
+  | {
+      readonly ok: false;
+      /** `backwards`: progress below the snapshot's; `terminal`: operation already ended. */
+      readonly refused: "backwards" | "terminal";
+      /** The snapshot's current sequence number. */
+      readonly seq: number;
+      readonly cancelled: string | null;
+    };
+
+/** What one call to {@link StreamPort.read} returns: snapshot plus a range of history. */
+export interface OperationRead {
+  /** The snapshot hash, or null when the operation is unknown or expired. */
+  readonly state: Fields | null;
+  /** Entries strictly after `after`, oldest first, at most `limit`. */
+  readonly entries: readonly StreamEntry[];
+  /** Id of the oldest entry still in the stream, or null when the stream is empty or gone. */
+  readonly firstId: string | null;
+}
+
+/** A key to wait on, with the last id already seen. */
+export interface Cursor {
+  readonly key: string;
+  readonly after: string;
+}
+
+/** New entries for one key. */
+export interface KeyEntries {
+  readonly key: string;
+  readonly entries: readonly StreamEntry[];
+}
+
+/** Options of a consumer-group read. */
+export interface GroupReadOptions {
+  readonly key: string;
+  readonly group: string;
+  readonly consumer: string;
+  readonly count: number;
+  readonly blockMs: number;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Options of a claim of entries left pending by another consumer. */
+export interface ClaimOptions {
+  readonly key: string;
+  readonly group: string;
+  readonly consumer: string;
+  readonly minIdleMs: number;
+  readonly count: number;
+}
+
+/** What a backend can do; the contract suite skips by these, never by adapter name. */
+export interface PortCapabilities {
+  /** Consumer groups (read/ack/claim). */
+  readonly groups: boolean;
+  /** Whether `wait` blocks server-side (true) or polls (false). */
+  readonly blocking: boolean;
+}
+
+/**
+ * A backend. Every method documents its round trips to the backend.
+ * Methods reject with `BackendError` or `ConnectionClosedError` on failure;
+ * the core decides what a failure means to the caller.
+ */
+export interface StreamPort {
+  /** Short name for logs and metrics, e.g. `memory`, `node-redis`. */
+  readonly name: string;
+  readonly capabilities: PortCapabilities;
+
+  /**
+   * Append events for one or many operations and update each snapshot atomically:
+   * assign `seq`, check the ordering rules, append to the stream with the cap,
+   * merge into the snapshot, refresh TTLs, report a cancellation mark.
+   * Round trips: one per cluster slot touched (one on a single node).
+   */
+  append(items: readonly AppendItem[], options: AppendOptions): Promise<AppendResult[]>;
+
+  /**
+   * Read the snapshot and the history after `after` (exclusive; `"0"` or
+   * undefined for all) in one round trip. Pass a null `stateKey` to read a
+   * stream only (a scope).
+   */
+  read(
+    stateKey: string | null,
+    eventsKey: string,
+    range: { readonly after?: string | undefined; readonly limit: number },
+  ): Promise<OperationRead>;
+
+  /** Read a snapshot hash. One round trip. */
+  getState(stateKey: string): Promise<Fields | null>;
+
+  /**
+   * Wait for entries after the given ids on many keys at once. Resolves with
+   * the keys that have new entries (possibly none after `blockMs`, or at once
+   * when `signal` aborts). Round trips: one blocking read, or polls on REST.
+   */
+  wait(
+    cursors: readonly Cursor[],
+    options: { readonly blockMs: number; readonly count: number; readonly signal?: AbortSignal | undefined },
+  ): Promise<KeyEntries[]>;
+
+  /**
+   * Mark an operation cancelled: sets the `cancel` field of its snapshot.
+   * Returns false when the operation is unknown. One round trip.
+   */
+  cancel(stateKey: string, reason: string, ttlSeconds: number): Promise<boolean>;
+
+  /** Create the group if it does not exist (from the stream start). One round trip. */
+  ensureGroup?(key: string, group: string): Promise<void>;
+  /** Read new entries for a consumer of a group. One round trip (blocking). */
+  groupRead?(options: GroupReadOptions): Promise<StreamEntry[]>;
+  /** Acknowledge entries. One round trip. */
+  ack?(key: string, group: string, ids: readonly string[]): Promise<number>;
+  /** Claim entries idle for at least `minIdleMs` (XAUTOCLAIM). One round trip. */
+  claim?(options: ClaimOptions): Promise<StreamEntry[]>;
+  /** Number of entries pending in the group. One round trip. */
+  pending?(key: string, group: string): Promise<number>;
+
+  /** Release what the adapter opened (never a client the user passed in). Idempotent. */
+  close(): Promise<void>;
+}

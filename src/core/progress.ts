@@ -1,0 +1,308 @@
+import { Batcher } from "./batcher.ts";
+import {
+  BackendError,
+  ConnectionClosedError,
+  isProgressError,
+  type ProgressError,
+  ProgressValidationError,
+} from "./errors.ts";
+import { Estimator } from "./estimate.ts";
+import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
+import type { AppendItem, AppendResult } from "./port.ts";
+import { Coalescer, type Held } from "./throttle.ts";
+import { backoff, sleep, toError } from "./util.ts";
+import {
+  assertId,
+  decodeEvent,
+  decodeSnapshot,
+  encodeUpdate,
+  isTerminal,
+  type ProgressEvent,
+  type ProgressSnapshot,
+  type ProgressUpdate,
+} from "./wire.ts";
+
+/** Options of one publish. */
+export interface PublishOptions {
+  /** Also append the event to this scope's stream (a user, a tenant), so it can be followed or consumed as a whole. */
+  readonly scope?: string | undefined;
+  /** Accept an update that moves progress backwards. @default false */
+  readonly allowBackwards?: boolean | undefined;
+  /** Accept an update after the operation ended. @default false */
+  readonly allowAfterTerminal?: boolean | undefined;
+}
+
+/** What a publish did. It never rejects for a backend fault: the fault is here. */
+export type PublishResult =
+  | {
+      readonly ok: true;
+      readonly outcome: "published";
+      /** Stream entry id of the event. */
+      readonly id: string;
+      readonly seq: number;
+      /** The reason given to `cancel`, when the operation was asked to stop; else null. */
+      readonly cancelled: string | null;
+    }
+  | {
+      readonly ok: false;
+      readonly outcome: "refused";
+      /** `backwards`: progress below the current; `terminal`: the operation already ended. */
+      readonly reason: "backwards" | "terminal";
+      readonly seq: number;
+      readonly cancelled: string | null;
+    }
+  | {
+      readonly ok: false;
+      readonly outcome: "failed";
+      /** The backend failure, after retries for terminal events. */
+      readonly error: ProgressError;
+    };
+
+/** Which stream to read: one operation's, or a scope's. */
+export type Target = string | { readonly scope: string };
+
+/** Options of {@link Progress.history}. */
+export interface HistoryOptions {
+  /** Only events after this id (exclusive). */
+  readonly after?: string | undefined;
+  /** Most events returned. @default 1000 */
+  readonly limit?: number | undefined;
+}
+
+/** Context handed to internal extensions (watch, sse, task) of the manager. */
+export interface ManagerInternals {
+  readonly options: ResolvedOptions;
+  readonly closed: () => boolean;
+  readonly signal: AbortSignal;
+}
+
+/**
+ * The progress manager: publish from jobs, read from servers.
+ * Created by {@link createProgress}.
+ */
+export class Progress implements AsyncDisposable {
+  /** @internal */
+  readonly internals: ManagerInternals;
+  readonly #o: ResolvedOptions;
+  readonly #batcher: Batcher;
+  readonly #coalescer: Coalescer<PublishOptions>;
+  readonly #estimator = new Estimator();
+  readonly #reports = new Set<Promise<unknown>>();
+  readonly #closing = new AbortController();
+  #closed: Promise<void> | undefined;
+
+  /** @throws {ProgressValidationError} for bad options. */
+  constructor(options: ProgressOptions) {
+    const o = resolveOptions(options);
+    this.#o = o;
+    this.#batcher = new Batcher(
+      o.port,
+      { ttlSeconds: o.ttlSeconds, maxLen: o.maxLen, terminalTtlSeconds: o.terminalTtlSeconds },
+      o.maxBatch,
+    );
+    this.#coalescer = new Coalescer<PublishOptions>(o.intervalMs, (held) => this.#writeHeld(held));
+    this.internals = { options: o, closed: () => this.#closed !== undefined, signal: this.#closing.signal };
+  }
+
+  /** The backend's name (`memory`, `node-redis`, `upstash`). */
+  get backend(): string {
+    return this.#o.port.name;
+  }
+
+  /**
+   * Publish one event and wait for the backend's answer. The event is
+   * appended to the operation's stream and merged into its snapshot atomically.
+   *
+   * @returns what happened: published (with id, seq and any cancellation), refused by the ordering rules, or failed.
+   * @throws {ProgressValidationError} for bad input only; a backend failure is returned, never thrown.
+   * @example
+   * ```ts
+   * const r = await progress.publish("import-42", { current: 420, total: 1000, message: "Rows" });
+   * if (r.ok && r.cancelled) stopWorking();
+   * ```
+   */
+  async publish(op: string, update: ProgressUpdate, options: PublishOptions = {}): Promise<PublishResult> {
+    const item = this.#prepare(op, update, options);
+    this.#coalescer.flushOp(op);
+    return await this.#send(item, update.cid);
+  }
+
+  /**
+   * Report progress without waiting: coalesced per operation (see `throttle`),
+   * never throws. Bad input and backend failures go to `logger` and `onError`.
+   *
+   * @example
+   * ```ts
+   * for (const row of rows) { insert(row); progress.report(op, { current: ++done, total: rows.length }); }
+   * await progress.flush();
+   * ```
+   */
+  report(op: string, update: ProgressUpdate, options: PublishOptions = {}): void {
+    try {
+      this.#prepare(op, update, options);
+    } catch (error) {
+      this.#fail(toError(error), op, update?.cid);
+      return;
+    }
+    if (this.#o.intervalMs === 0) {
+      this.#writeHeld({ op, update, options });
+      return;
+    }
+    if (this.#coalescer.offer(op, update, options)) this.#o.metrics.increment("events_coalesced");
+  }
+
+  /**
+   * The latest snapshot of an operation, or null when unknown or expired.
+   * @throws {ProgressValidationError} for a bad id; {@link BackendError} when the backend fails.
+   */
+  async get(op: string): Promise<ProgressSnapshot | null> {
+    assertId(op);
+    return decodeSnapshot(await this.#o.port.getState(this.#o.keys.state(op)));
+  }
+
+  /**
+   * Events of an operation (or a scope) still in its stream, oldest first.
+   * @throws {ProgressValidationError} for a bad id or limit; {@link BackendError} when the backend fails.
+   */
+  async history(target: Target, options: HistoryOptions = {}): Promise<ProgressEvent[]> {
+    const key = this.streamKey(target);
+    const limit = options.limit ?? 1000;
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new ProgressValidationError("limit", limit, "must be a positive integer");
+    }
+    const read = await this.#o.port.read(null, key, { after: options.after, limit });
+    return read.entries.map(decodeEvent);
+  }
+
+  /**
+   * Ask an operation to stop. Its task sees it on its next publish (the answer
+   * carries it) or within `cancelCheckMs`, aborts `task.signal` and ends `cancelled`.
+   * @returns false when the operation already ended.
+   * @throws {ProgressValidationError} for a bad id or reason; {@link BackendError} when the backend fails.
+   */
+  async cancel(op: string, reason = "cancelled"): Promise<boolean> {
+    assertId(op);
+    if (typeof reason !== "string" || reason.length > 512) {
+      throw new ProgressValidationError("reason", reason, "must be a string of at most 512 characters");
+    }
+    return await this.#o.port.cancel(this.#o.keys.state(op), reason, this.#o.ttlSeconds);
+  }
+
+  /** Write every held report and wait for every write in flight. Never throws. */
+  async flush(): Promise<void> {
+    this.#coalescer.flush();
+    await this.#batcher.idle();
+    while (this.#reports.size > 0) await Promise.allSettled([...this.#reports]);
+  }
+
+  /**
+   * Flush, stop every watcher, then close the backend (which closes only what
+   * it opened, never a client you passed in). Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await this.flush();
+      this.#closing.abort(new ConnectionClosedError("The progress manager was closed"));
+      await this.#o.port.close();
+    })();
+    return this.#closed;
+  }
+
+  /** Alias of {@link Progress.close}, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** @internal Stream key of a target. */
+  streamKey(target: Target): string {
+    if (typeof target === "string") {
+      assertId(target);
+      return this.#o.keys.events(target);
+    }
+    assertId(target?.scope, "scope");
+    return this.#o.keys.scope(target.scope);
+  }
+
+  #prepare(op: string, update: ProgressUpdate, options: PublishOptions): AppendItem {
+    const fields = encodeUpdate(op, update);
+    if (options.scope !== undefined) assertId(options.scope, "scope");
+    const terminal = isTerminal(fields.status);
+    if (this.#o.estimate && fields.eta === undefined && fields.progress !== undefined && !terminal) {
+      const eta = this.#estimator.sample(op, Number(fields.progress), Date.parse(fields.ts ?? ""));
+      if (eta !== undefined) fields.eta = String(eta);
+    }
+    if (terminal) {
+      this.#estimator.forget(op);
+      fields.eta ??= "0";
+    }
+    return {
+      eventsKey: this.#o.keys.events(op),
+      stateKey: this.#o.keys.state(op),
+      scopeKey: options.scope === undefined ? undefined : this.#o.keys.scope(options.scope),
+      fields,
+      terminal,
+      allowBackwards: options.allowBackwards ?? false,
+      allowAfterTerminal: options.allowAfterTerminal ?? false,
+    };
+  }
+
+  #writeHeld(held: Held<PublishOptions>): void {
+    let item: AppendItem;
+    try {
+      item = this.#prepare(held.op, held.update, held.options);
+    } catch (error) {
+      this.#fail(toError(error), held.op, held.update.cid);
+      return;
+    }
+    const sent = this.#send(item, held.update.cid);
+    this.#reports.add(sent);
+    void sent.finally(() => this.#reports.delete(sent));
+  }
+
+  async #send(item: AppendItem, cid: string | undefined): Promise<PublishResult> {
+    const op = item.fields.op ?? "";
+    if (this.#closed && this.#closing.signal.aborted) {
+      const error = new ConnectionClosedError("The progress manager is closed; create a new one to publish");
+      this.#fail(error, op, cid);
+      return { ok: false, outcome: "failed", error };
+    }
+    const attempts = item.terminal ? this.#o.retry.attempts : 0;
+    const started = performance.now();
+    for (let attempt = 0; ; attempt++) {
+      let result: AppendResult;
+      try {
+        result = await this.#batcher.append(item);
+      } catch (cause) {
+        const error = isProgressError(cause) ? cause : new BackendError(String(cause), { cause });
+        if (attempt < attempts && !this.#closing.signal.aborted) {
+          this.#o.metrics.increment("publish_retries");
+          this.#o.logger.warn?.("publish failed, retrying", { op, cid, attempt: attempt + 1, error });
+          await sleep(backoff(attempt, this.#o.retry.minDelayMs, this.#o.retry.maxDelayMs), this.#closing.signal);
+          continue;
+        }
+        this.#fail(error, op, cid);
+        return { ok: false, outcome: "failed", error };
+      }
+      this.#o.metrics.observe("publish_latency_ms", performance.now() - started);
+      if (result.ok) {
+        this.#o.metrics.increment("events_published");
+        return { ok: true, outcome: "published", id: result.id, seq: result.seq, cancelled: result.cancelled };
+      }
+      this.#o.metrics.increment("events_refused", 1, { reason: result.refused });
+      this.#o.logger.debug?.("update refused", { op, cid, reason: result.refused });
+      return { ok: false, outcome: "refused", reason: result.refused, seq: result.seq, cancelled: result.cancelled };
+    }
+  }
+
+  #fail(error: Error, op: string, cid: string | undefined): void {
+    const message = error.message;
+    const e: ProgressError = isProgressError(error) ? error : new BackendError(message, { cause: error });
+    this.#o.metrics.increment("publish_failures");
+    this.#o.logger.error?.("publish failed", { op, cid, error: e });
+    try {
+      this.#o.onError?.(e, cid === undefined ? { op } : { op, cid });
+    } catch {
+      // onError must not break the job.
+    }
+  }
+}

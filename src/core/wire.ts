@@ -1,0 +1,297 @@
+/**
+ * Wire format v1: the flat string fields of a stream entry and a snapshot
+ * hash, readable in `redis-cli` and writable by a publisher in any language.
+ * Zod schemas describe it (a JSON Schema is generated from them); encode and
+ * decode happen here, once.
+ *
+ * @module
+ */
+import * as z from "zod/mini";
+import { ProgressValidationError } from "./errors.ts";
+import type { Fields, StreamEntry } from "./port.ts";
+
+/** Wire version written in the `v` field. */
+export const WIRE_VERSION = "1";
+
+/** Every status an operation can have. */
+export const STATUSES = ["queued", "running", "completed", "failed", "cancelled"] as const;
+/** Status of an operation. */
+export type ProgressStatus = (typeof STATUSES)[number];
+/** Statuses after which an operation accepts no more updates (unless asked). */
+export const TERMINAL_STATUSES: readonly ProgressStatus[] = ["completed", "failed", "cancelled"];
+
+/** True when `status` ends an operation. */
+export function isTerminal(status: string | undefined): boolean {
+  return status === "completed" || status === "failed" || status === "cancelled";
+}
+
+/** Longest `message`, in characters. */
+export const MAX_MESSAGE_LENGTH = 2048;
+/** Largest `data`, in bytes of its JSON (UTF-8). */
+export const MAX_DATA_BYTES = 16_384;
+/** Longest operation id, scope or correlation id. */
+export const MAX_ID_LENGTH = 128;
+/**
+ * Operation ids and scopes: letters, digits and `_ - . : @ /`, 1 to 128
+ * characters, starting with a letter or digit. No braces, whitespace or
+ * control characters, so no id can reach another operation's keys.
+ */
+export const ID_PATTERN: RegExp = /^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$/;
+/** Event types: a letter, then letters, digits and `_ . : -`, up to 64. */
+export const TYPE_PATTERN: RegExp = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
+/** Correlation ids: printable ASCII without spaces, up to 128. */
+export const CID_PATTERN: RegExp = /^[\x21-\x7e]{1,128}$/;
+
+const DECIMAL = /^(0|[1-9]\d*)(\.\d{1,2})?$/;
+const INTEGER = /^(0|[1-9]\d*)$/;
+const TS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/** The flat string fields of a v1 stream entry, as a zod schema. */
+export const WireEventSchema = z.object({
+  v: z.literal("1"),
+  op: z.string().check(z.regex(ID_PATTERN)),
+  seq: z.string().check(z.regex(INTEGER)),
+  type: z.string().check(z.regex(TYPE_PATTERN)),
+  status: z.enum(STATUSES),
+  progress: z.optional(z.string().check(z.regex(DECIMAL))),
+  current: z.optional(z.string().check(z.regex(INTEGER))),
+  total: z.optional(z.string().check(z.regex(INTEGER))),
+  message: z.optional(z.string().check(z.maxLength(MAX_MESSAGE_LENGTH))),
+  cid: z.optional(z.string().check(z.regex(CID_PATTERN))),
+  ts: z.string().check(z.regex(TS)),
+  data: z.optional(z.string().check(z.maxLength(MAX_DATA_BYTES))),
+  eta: z.optional(z.string().check(z.regex(DECIMAL))),
+});
+/** Flat fields of a v1 stream entry. */
+export type WireEvent = z.infer<typeof WireEventSchema>;
+
+/** What a job reports. Every field is optional; see {@link normalizeUpdate} for defaults. */
+export interface ProgressUpdate {
+  /** Percent done, 0..100, rounded to 2 decimals. Derived from `current/total` when absent. */
+  readonly progress?: number | undefined;
+  /** Units done (rows, files): a non-negative integer, at most `total`. */
+  readonly current?: number | undefined;
+  /** Units in all: a non-negative integer. */
+  readonly total?: number | undefined;
+  /** Human text, at most {@link MAX_MESSAGE_LENGTH} characters. */
+  readonly message?: string | undefined;
+  /** @default "running" */
+  readonly status?: ProgressStatus | undefined;
+  /** Event type. @default "progress" */
+  readonly type?: string | undefined;
+  /** Correlation id carried to logs and clients. */
+  readonly cid?: string | undefined;
+  /** Application metadata: a JSON object of at most {@link MAX_DATA_BYTES} bytes. */
+  readonly data?: Readonly<Record<string, unknown>> | undefined;
+  /** Estimated seconds remaining. Computed by the manager when absent. */
+  readonly eta?: number | undefined;
+  /** Event time. @default now */
+  readonly ts?: Date | undefined;
+}
+
+/** An event as read back: typed fields plus the stream entry id. */
+export interface ProgressEvent {
+  /** Stream entry id: what clients resume from. */
+  readonly id: string;
+  readonly op: string;
+  readonly seq: number;
+  readonly type: string;
+  readonly status: ProgressStatus;
+  readonly progress?: number;
+  readonly current?: number;
+  readonly total?: number;
+  readonly message?: string;
+  readonly cid?: string;
+  /** ISO 8601 UTC with milliseconds. */
+  readonly ts: string;
+  readonly data?: Record<string, unknown>;
+  /** Estimated seconds remaining. */
+  readonly eta?: number;
+}
+
+/** The latest state of an operation: the merge of its events. */
+export interface ProgressSnapshot extends Omit<ProgressEvent, "id"> {
+  /** Id of the latest event, when known. */
+  readonly id?: string;
+  /** Reason given to `cancel`, when the operation was asked to stop. */
+  readonly cancel?: string;
+}
+
+const UpdateSchema = z.object({
+  progress: z.optional(z.number().check(z.minimum(0), z.maximum(100))),
+  current: z.optional(z.int().check(z.minimum(0))),
+  total: z.optional(z.int().check(z.minimum(0))),
+  message: z.optional(z.string().check(z.maxLength(MAX_MESSAGE_LENGTH))),
+  status: z.optional(z.enum(STATUSES)),
+  type: z.optional(z.string().check(z.regex(TYPE_PATTERN))),
+  cid: z.optional(z.string().check(z.regex(CID_PATTERN))),
+  data: z.optional(z.record(z.string(), z.unknown())),
+  eta: z.optional(z.number().check(z.minimum(0))),
+  ts: z.optional(z.date()),
+});
+
+const HINTS: Record<string, string> = {
+  progress: "a finite number from 0 to 100",
+  current: "a non-negative integer",
+  total: "a non-negative integer",
+  message: `a string of at most ${MAX_MESSAGE_LENGTH} characters`,
+  status: `one of ${STATUSES.join(", ")}`,
+  type: "letters, digits and _ . : - (starting with a letter), at most 64",
+  cid: "printable ASCII without spaces, 1 to 128 characters",
+  data: "a plain JSON object",
+  eta: "a non-negative finite number of seconds",
+  ts: "a valid Date",
+};
+
+/** Throw a {@link ProgressValidationError} unless `op` is a safe operation id. */
+export function assertId(value: unknown, field = "op"): asserts value is string {
+  if (typeof value !== "string" || !ID_PATTERN.test(value)) {
+    throw new ProgressValidationError(
+      field,
+      value,
+      "must be 1 to 128 letters, digits or _ . : @ / - and start with a letter or digit (no braces, spaces or control characters)",
+    );
+  }
+}
+
+/** Format a number the one way the wire uses: at most 2 decimals, no exponent, no -0. */
+export function formatDecimal(value: number): string {
+  const rounded = Math.round(value * 100) / 100;
+  return rounded === 0 ? "0" : rounded.toFixed(2).replace(/\.?0+$/, "");
+}
+
+/**
+ * Validate and normalize an update into wire fields (without `seq`, which the
+ * backend assigns; a placeholder keeps its place third, after `v` and `op`).
+ *
+ * @throws {ProgressValidationError} naming the first bad field and its value.
+ */
+export function encodeUpdate(op: string, update: ProgressUpdate, now: Date = new Date()): Fields {
+  assertId(op);
+  if (update === null || typeof update !== "object") {
+    throw new ProgressValidationError("update", update, "must be an object");
+  }
+  const parsed = UpdateSchema.safeParse(update);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = String(issue?.path[0] ?? "update");
+    const value = (update as Record<string, unknown>)[key];
+    throw new ProgressValidationError(
+      key,
+      value,
+      `must be ${HINTS[key] ?? "valid"}`,
+      parsed.error.issues.map((i) => ({ path: i.path, message: i.message })),
+    );
+  }
+  const u = parsed.data;
+  if (u.current !== undefined && u.total !== undefined && u.current > u.total) {
+    throw new ProgressValidationError("current", u.current, `must not exceed total (${u.total})`);
+  }
+  if (u.ts !== undefined && Number.isNaN(u.ts.getTime())) throw new ProgressValidationError("ts", u.ts, HINTS.ts ?? "");
+  let progress = u.progress;
+  if (progress === undefined && u.current !== undefined && u.total !== undefined) {
+    progress = u.total === 0 ? 100 : (u.current / u.total) * 100;
+  }
+  const status = u.status ?? "running";
+  if (progress === undefined && status === "completed") progress = 100;
+  const fields: Fields = { v: WIRE_VERSION, op, seq: "0", type: u.type ?? "progress", status };
+  if (progress !== undefined) fields.progress = formatDecimal(progress);
+  if (u.current !== undefined) fields.current = String(u.current);
+  if (u.total !== undefined) fields.total = String(u.total);
+  if (u.message !== undefined) fields.message = u.message;
+  if (u.cid !== undefined) fields.cid = u.cid;
+  fields.ts = (u.ts ?? now).toISOString();
+  if (u.data !== undefined) {
+    let json: string;
+    try {
+      json = JSON.stringify(u.data);
+    } catch (cause) {
+      throw new ProgressValidationError("data", u.data, `must be serializable to JSON (${String(cause)})`);
+    }
+    if (utf8Length(json) > MAX_DATA_BYTES) {
+      throw new ProgressValidationError("data", u.data, `must be at most ${MAX_DATA_BYTES} bytes of JSON`);
+    }
+    fields.data = json;
+  }
+  if (u.eta !== undefined) fields.eta = formatDecimal(u.eta);
+  return fields;
+}
+
+function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c > 0x7f) bytes += c > 0x7ff ? (c >= 0xd800 && c <= 0xdbff ? 1 : 2) : 1;
+  }
+  return bytes;
+}
+
+function num(value: string | undefined): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+function status(value: string | undefined): ProgressStatus {
+  return (STATUSES as readonly string[]).includes(value ?? "") ? (value as ProgressStatus) : "running";
+}
+
+function common(fields: Fields): Omit<ProgressEvent, "id"> {
+  const out: {
+    -readonly [K in keyof Omit<ProgressEvent, "id">]: Omit<ProgressEvent, "id">[K];
+  } = {
+    op: fields.op ?? "",
+    seq: num(fields.seq) ?? 0,
+    type: fields.type || "progress",
+    status: status(fields.status),
+    ts: fields.ts ?? "",
+  };
+  const progress = num(fields.progress);
+  if (progress !== undefined) out.progress = progress;
+  const current = num(fields.current);
+  if (current !== undefined) out.current = current;
+  const total = num(fields.total);
+  if (total !== undefined) out.total = total;
+  if (fields.message !== undefined) out.message = fields.message;
+  if (fields.cid !== undefined) out.cid = fields.cid;
+  if (fields.data !== undefined) {
+    try {
+      const data: unknown = JSON.parse(fields.data);
+      if (data !== null && typeof data === "object" && !Array.isArray(data)) out.data = data as Record<string, unknown>;
+    } catch {
+      // A foreign publisher wrote something that is not JSON: keep the event, drop the field.
+    }
+  }
+  const eta = num(fields.eta);
+  if (eta !== undefined) out.eta = eta;
+  return out;
+}
+
+/**
+ * Decode a stream entry. Lenient on purpose: an entry written by another
+ * language with a field out of shape loses that field, never the event.
+ */
+export function decodeEvent(entry: StreamEntry): ProgressEvent {
+  return { id: entry.id, ...common(entry.fields) };
+}
+
+/** Decode a snapshot hash; null for an empty one. */
+export function decodeSnapshot(fields: Fields | null): ProgressSnapshot | null {
+  if (fields === null || Object.keys(fields).length === 0) return null;
+  const base = common(fields);
+  const snapshot: { -readonly [K in keyof ProgressSnapshot]: ProgressSnapshot[K] } = {
+    ...base,
+    status: fields.status === undefined ? "queued" : base.status,
+  };
+  if (fields.id !== undefined) snapshot.id = fields.id;
+  if (fields.cancel !== undefined) snapshot.cancel = fields.cancel;
+  return snapshot;
+}
+
+/** Compare two stream entry ids (`ms-seq`). Negative when a < b. */
+export function compareIds(a: string, b: string): number {
+  const [am = "0", as = "0"] = a.split("-");
+  const [bm = "0", bs = "0"] = b.split("-");
+  const dm = Number(am) - Number(bm);
+  return dm !== 0 ? dm : Number(as) - Number(bs);
+}

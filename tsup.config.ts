@@ -1,0 +1,23 @@
+import { defineConfig } from "tsup";
+
+/** Build entries: each is one package.json `exports` subpath (checked by scripts/check-exports.ts). */
+export const entries: Record<string, string> = {
+  index: "src/index.ts",
+  "adapters/memory/index": "src/adapters/memory/index.ts",
+  "adapters/node-redis/index": "src/adapters/node-redis/index.ts",
+  // upstash: added with its adapter
+
+  "client/index": "src/client/index.ts",
+};
+
+export default defineConfig({
+  entry: entries,
+  format: ["esm"],
+  target: "es2022",
+  dts: true,
+  clean: true,
+  sourcemap: true,
+  splitting: true,
+  treeshake: true,
+  external: ["redis", "@upstash/redis", "zod", "prom-client"],
+});
