@@ -7,7 +7,7 @@ export const entries: Record<string, string> = {
   "adapters/node-redis/index": "src/adapters/node-redis/index.ts",
   // upstash: added with its adapter
 
-  "client/index": "src/client/index.ts",
+  // client: added with its module
 };
 
 export default defineConfig({

@@ -46,8 +46,25 @@ const DECIMAL = /^(0|[1-9]\d*)(\.\d{1,2})?$/;
 const INTEGER = /^(0|[1-9]\d*)$/;
 const TS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
+/** Flat fields of a v1 stream entry (all strings, as Redis holds them). */
+export interface WireEvent {
+  v: "1";
+  op: string;
+  seq: string;
+  type: string;
+  status: ProgressStatus;
+  progress?: string | undefined;
+  current?: string | undefined;
+  total?: string | undefined;
+  message?: string | undefined;
+  cid?: string | undefined;
+  ts: string;
+  data?: string | undefined;
+  eta?: string | undefined;
+}
+
 /** The flat string fields of a v1 stream entry, as a zod schema. */
-export const WireEventSchema = z.object({
+export const WireEventSchema: z.ZodMiniType<WireEvent> = z.object({
   v: z.literal("1"),
   op: z.string().check(z.regex(ID_PATTERN)),
   seq: z.string().check(z.regex(INTEGER)),
@@ -62,8 +79,6 @@ export const WireEventSchema = z.object({
   data: z.optional(z.string().check(z.maxLength(MAX_DATA_BYTES))),
   eta: z.optional(z.string().check(z.regex(DECIMAL))),
 });
-/** Flat fields of a v1 stream entry. */
-export type WireEvent = z.infer<typeof WireEventSchema>;
 
 /** What a job reports. Every field is optional; see {@link normalizeUpdate} for defaults. */
 export interface ProgressUpdate {

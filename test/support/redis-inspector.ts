@@ -1,11 +1,15 @@
 import { createClient } from "redis";
 import type { Fields, StreamEntry } from "../../src/core/port.ts";
+
+/** The calls the tests make on a plain client. */
+export interface RawRedis {
+  sendCommand(args: string[]): Promise<unknown>;
+}
+
 import type { Inspector } from "../contract/harness.ts";
 
 /** A plain node-redis client reading what an adapter wrote: the independent witness of the contract suite. */
-export async function redisInspector(
-  url: string,
-): Promise<Inspector & { client: ReturnType<typeof createClient>; close(): Promise<void> }> {
+export async function redisInspector(url: string): Promise<Inspector & { client: RawRedis; close(): Promise<void> }> {
   const client = createClient({ url, RESP: 2 });
   client.on("error", () => {});
   await client.connect();
@@ -41,7 +45,7 @@ export async function redisInspector(
 }
 
 /** Total commands the server has processed (INFO commandstats), less the INFO calls themselves. */
-export async function commandCount(client: ReturnType<typeof createClient>): Promise<number> {
+export async function commandCount(client: RawRedis): Promise<number> {
   const info = String(await client.sendCommand(["INFO", "commandstats"]));
   let total = 0;
   for (const line of info.split("\n")) {
