@@ -7,7 +7,8 @@ export const entries: Record<string, string> = {
   "adapters/node-redis/index": "src/adapters/node-redis/index.ts",
   // upstash: added with its adapter
 
-  // client: added with its module
+  "client/index": "src/client/index.ts",
+  "node/index": "src/node/index.ts",
 };
 
 export default defineConfig({

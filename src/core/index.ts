@@ -25,6 +25,9 @@ export {
   type PublishResult,
   type Target,
 } from "./progress.ts";
+export type { Authorize, SseOptions, WatchTarget } from "./sse.ts";
+export type { WatchItem, WatchOptions } from "./watch.ts";
+export type { ServerMessage, WebSocketLike, WebSocketOptions } from "./websocket.ts";
 export {
   compareIds,
   decodeEvent,

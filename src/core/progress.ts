@@ -7,10 +7,14 @@ import {
   ProgressValidationError,
 } from "./errors.ts";
 import { Estimator } from "./estimate.ts";
+import { Hub } from "./hub.ts";
 import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import type { AppendItem, AppendResult } from "./port.ts";
+import { type SseOptions, sseResponse, type WatchTarget } from "./sse.ts";
 import { Coalescer, type Held } from "./throttle.ts";
 import { backoff, sleep, toError } from "./util.ts";
+import { type WatchItem, type WatchOptions, watchStream } from "./watch.ts";
+import { serveSession, type WebSocketLike, type WebSocketOptions } from "./websocket.ts";
 import {
   assertId,
   decodeEvent,
@@ -90,6 +94,7 @@ export class Progress implements AsyncDisposable {
   readonly #reports = new Set<Promise<unknown>>();
   readonly #closing = new AbortController();
   #closed: Promise<void> | undefined;
+  #hub: Hub | undefined;
 
   /** @throws {ProgressValidationError} for bad options. */
   constructor(options: ProgressOptions) {
@@ -188,6 +193,74 @@ export class Progress implements AsyncDisposable {
     return await this.#o.port.cancel(this.#o.keys.state(op), reason, this.#o.ttlSeconds);
   }
 
+  /**
+   * Follow an operation (or a scope): the snapshot first, then the history
+   * after `after` (or all of it), then live events, with no gap and no
+   * duplicate. Ends after a terminal event of an operation, when `signal`
+   * aborts, or when the manager closes. When `after` is older than the kept
+   * history, a `reset` with the snapshot comes first. Breaking out of the loop
+   * releases everything. However many watchers, one manager reads each stream once.
+   *
+   * @throws {ProgressValidationError} for a bad id; {@link BackendError} when the first read fails.
+   * @example
+   * ```ts
+   * for await (const item of progress.watch("import-42", { signal })) {
+   *   if (item.kind === "event") console.log(item.event.progress, item.event.message);
+   * }
+   * ```
+   */
+  watch(target: Target, options: WatchOptions = {}): AsyncGenerator<WatchItem, void, undefined> {
+    const events = this.streamKey(target);
+    const state = typeof target === "string" ? this.#o.keys.state(target) : null;
+    return watchStream(
+      { port: this.#o.port, hub: this.#hubFor(), metrics: this.#o.metrics, closed: this.#closing.signal },
+      { events, state },
+      options,
+    );
+  }
+
+  /**
+   * A web-standard `text/event-stream` Response following an operation or a
+   * scope: works in Hono, Next.js route handlers, `Deno.serve`, Cloudflare
+   * Workers and Node (see `progresscast/node`). Each event carries `id:` (the
+   * stream entry id), `event:` (its type) and `data:` (JSON); the snapshot comes
+   * first as `event: snapshot` (or `reset`). Honours `Last-Event-ID` and an
+   * `after` query parameter; sends `retry:` and heartbeat comments; closes after
+   * a terminal event; frees everything when the client goes away.
+   * Refused requests get 401/403 with no data. No CORS header unless you add one.
+   *
+   * @throws {ProgressValidationError} for a bad id (before any response is made).
+   * @example
+   * ```ts
+   * app.get("/progress/:op", (c) => progress.sse(c.req.raw, c.req.param("op"), { authorize }));
+   * ```
+   */
+  async sse(request: Request, target: Target, options: SseOptions = {}): Promise<Response> {
+    const t = this.#target(target);
+    return await sseResponse(request, t, (o) => this.watch(target, o), options);
+  }
+
+  /**
+   * Serve the WebSocket protocol on a socket (`ws`, a Workers `WebSocketPair`
+   * end, Deno's) until it closes. The client sends `watch` / `unwatch` / `ping`;
+   * the server sends `snapshot`, `event`, `reset`, `pong` and `error`.
+   * A slow client's intermediate progress is coalesced; terminal events always arrive.
+   *
+   * @returns a promise that resolves when the socket closes.
+   * @example
+   * ```ts
+   * wss.on("connection", (socket, request) => progress.serveWebSocket(socket, { request, authorize }));
+   * ```
+   */
+  serveWebSocket<R = unknown>(socket: WebSocketLike, options: WebSocketOptions<R> = {}): Promise<void> {
+    return serveSession(
+      socket,
+      (t, o) => this.watch(t.op !== undefined ? t.op : { scope: t.scope }, o),
+      options,
+      this.#closing.signal,
+    );
+  }
+
   /** Write every held report and wait for every write in flight. Never throws. */
   async flush(): Promise<void> {
     this.#coalescer.flush();
@@ -221,6 +294,21 @@ export class Progress implements AsyncDisposable {
     }
     assertId(target?.scope, "scope");
     return this.#o.keys.scope(target.scope);
+  }
+
+  #target(target: Target): WatchTarget {
+    this.streamKey(target);
+    return typeof target === "string" ? { op: target } : { scope: target.scope };
+  }
+
+  #hubFor(): Hub {
+    this.#hub ??= new Hub(this.#o.port, {
+      blockMs: this.#o.blockMs,
+      logger: this.#o.logger,
+      metrics: this.#o.metrics,
+      closed: this.#closing.signal,
+    });
+    return this.#hub;
   }
 
   #prepare(op: string, update: ProgressUpdate, options: PublishOptions): AppendItem {

@@ -9,6 +9,7 @@ import type { LogFields } from "../../src/core/observe.ts";
 import type { ProgressOptions } from "../../src/core/options.ts";
 import type { StreamPort } from "../../src/core/port.ts";
 import { Progress } from "../../src/core/progress.ts";
+import { deliveryTests } from "./delivery.ts";
 import type { Harness } from "./harness.ts";
 
 let counter = 0;
@@ -388,6 +389,8 @@ export function testAdapter(name: string, start: () => Promise<Harness>): void {
       expect((await reader.history("cl")).map((e) => e.progress)).toEqual([1, 2]);
       expect(await progress.publish("cl", { progress: 3 })).toMatchObject({ ok: false, outcome: "failed" });
     });
+
+    deliveryTests(() => h, make);
 
     describe("consumer groups", () => {
       it("reads, acks and claims what a dead consumer left pending", async (ctx) => {

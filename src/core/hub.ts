@@ -1,0 +1,127 @@
+import type { Logger, Metrics } from "./observe.ts";
+import type { StreamEntry, StreamPort } from "./port.ts";
+import { backoff, sleep } from "./util.ts";
+import { compareIds } from "./wire.ts";
+
+/** Receives entries of one key, in order; may see an entry twice and must drop ids at or below its own. */
+export interface Listener {
+  deliver(entries: readonly StreamEntry[]): void;
+  /** The manager closed: stop waiting. */
+  close(): void;
+}
+
+interface KeyState {
+  cursor: string;
+  readonly listeners: Set<Listener>;
+}
+
+/**
+ * One reader per manager: however many watchers, each watched stream is read
+ * once and fanned out in memory. The reader keeps one `wait` in flight over
+ * every watched key; adding a key (or a watcher that needs older entries)
+ * interrupts it so the next read includes the change at once.
+ */
+export class Hub {
+  readonly #keys = new Map<string, KeyState>();
+  readonly #port: StreamPort;
+  readonly #blockMs: number;
+  readonly #logger: Logger;
+  readonly #metrics: Metrics;
+  readonly #closed: AbortSignal;
+  #interrupt: AbortController | undefined;
+  #running = false;
+
+  constructor(port: StreamPort, options: { blockMs: number; logger: Logger; metrics: Metrics; closed: AbortSignal }) {
+    this.#port = port;
+    this.#blockMs = options.blockMs;
+    this.#logger = options.logger;
+    this.#metrics = options.metrics;
+    this.#closed = options.closed;
+    // One listener on the manager's signal for all watchers, not one each.
+    this.#closed.addEventListener(
+      "abort",
+      () => {
+        this.#interrupt?.abort();
+        for (const s of this.#keys.values()) for (const l of s.listeners) l.close();
+      },
+      { once: true },
+    );
+  }
+
+  /** Number of keys read now. */
+  get size(): number {
+    return this.#keys.size;
+  }
+
+  /** Deliver every entry of `key` after `after` to `listener` until the returned function is called. */
+  subscribe(key: string, after: string, listener: Listener): () => void {
+    let state = this.#keys.get(key);
+    if (!state) {
+      state = { cursor: after, listeners: new Set() };
+      this.#keys.set(key, state);
+      this.#wake();
+    } else if (compareIds(after, state.cursor) < 0) {
+      // This watcher needs entries the reader already passed: read them again; others drop duplicates.
+      state.cursor = after;
+      this.#wake();
+    }
+    state.listeners.add(listener);
+    this.#metrics.gauge("watchers_active", this.#count());
+    return () => {
+      const s = this.#keys.get(key);
+      if (!s) return;
+      s.listeners.delete(listener);
+      if (s.listeners.size === 0) this.#keys.delete(key);
+      this.#metrics.gauge("watchers_active", this.#count());
+      if (this.#keys.size === 0) this.#interrupt?.abort();
+    };
+  }
+
+  #count(): number {
+    let n = 0;
+    for (const s of this.#keys.values()) n += s.listeners.size;
+    return n;
+  }
+
+  #wake(): void {
+    if (this.#running) this.#interrupt?.abort();
+    else void this.#run();
+  }
+
+  async #run(): Promise<void> {
+    this.#running = true;
+    let failures = 0;
+    try {
+      while (this.#keys.size > 0 && !this.#closed.aborted) {
+        const interrupt = new AbortController();
+        this.#interrupt = interrupt;
+        const cursors = [...this.#keys].map(([key, s]) => ({ key, after: s.cursor }));
+        let batches: Awaited<ReturnType<StreamPort["wait"]>>;
+        try {
+          batches = await this.#port.wait(cursors, { blockMs: this.#blockMs, count: 500, signal: interrupt.signal });
+          failures = 0;
+        } catch (error) {
+          if (this.#closed.aborted) break;
+          this.#logger.warn?.("reading watched streams failed, retrying", { error, keys: cursors.length });
+          await sleep(Math.max(50, backoff(failures++, 100, 2000)), this.#closed);
+          continue;
+        }
+        const now = Date.now();
+        for (const { key, entries } of batches) {
+          const state = this.#keys.get(key);
+          const last = entries[entries.length - 1];
+          if (!state || !last) continue;
+          if (compareIds(last.id, state.cursor) > 0) state.cursor = last.id;
+          for (const listener of state.listeners) listener.deliver(entries);
+          const ms = Number(last.id.split("-")[0]);
+          if (Number.isFinite(ms)) this.#metrics.observe("delivery_lag_ms", Math.max(0, now - ms));
+        }
+      }
+    } finally {
+      this.#running = false;
+      this.#interrupt = undefined;
+      // A subscription may have arrived as the loop ended.
+      if (this.#keys.size > 0 && !this.#closed.aborted) void this.#run();
+    }
+  }
+}

@@ -1,0 +1,159 @@
+import { type Authorize, checkAuthorize, type WatchTarget } from "./sse.ts";
+import type { WatchItem, WatchOptions } from "./watch.ts";
+import { ID_PATTERN } from "./wire.ts";
+
+/**
+ * Any WebSocket: `ws` in Node, `WebSocketPair` in Workers, Deno's and the
+ * browser's. Only what the session calls.
+ */
+export interface WebSocketLike {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  readonly readyState: number;
+  /** Bytes queued but not yet sent, where the runtime tells. */
+  readonly bufferedAmount?: number;
+  addEventListener(type: "message", listener: (event: { readonly data: unknown }) => void): void;
+  addEventListener(type: "close", listener: () => void): void;
+}
+
+/** Options of `progress.serveWebSocket`. */
+export interface WebSocketOptions<R = unknown> {
+  /** The upgrade request, handed to `authorize`. */
+  readonly request?: R;
+  /** Decides each `watch`; refusal closes the socket with 4001 (401) or 4003 (403). @default allow */
+  readonly authorize?: Authorize<R> | undefined;
+  /**
+   * Bytes buffered in the socket past which the session stops reading events
+   * for it (they are coalesced meanwhile, terminal events kept).
+   * @default 1048576
+   */
+  readonly maxBufferedBytes?: number | undefined;
+  /** Most targets one socket may watch at once. @default 100 */
+  readonly maxWatches?: number | undefined;
+}
+
+/**
+ * The JSON protocol. Client to server:
+ * `{"type":"watch","op":"job-1","after":"171-0"}` or `{"type":"watch","scope":"user-7"}`,
+ * `{"type":"unwatch","op":"job-1"}`, `{"type":"ping"}`.
+ * Server to client: `{"type":"snapshot","op","snapshot"}`, `{"type":"reset","op"|"scope","snapshot"}`,
+ * `{"type":"event","op"|"scope","event"}`, `{"type":"pong"}`, `{"type":"error","code","message"}`.
+ */
+export type ServerMessage =
+  | { readonly type: "snapshot" | "reset"; readonly op?: string; readonly scope?: string; readonly snapshot: unknown }
+  | { readonly type: "event"; readonly op?: string; readonly scope?: string; readonly event: unknown }
+  | { readonly type: "pong" }
+  | { readonly type: "error"; readonly code: string; readonly message: string };
+
+const OPEN = 1;
+
+function targetKey(t: WatchTarget): string {
+  return t.op !== undefined ? `op:${t.op}` : `scope:${t.scope}`;
+}
+
+function parse(data: unknown): { type?: unknown; op?: unknown; scope?: unknown; after?: unknown } | null {
+  if (typeof data !== "string") return null;
+  try {
+    const v: unknown = JSON.parse(data);
+    return v !== null && typeof v === "object" && !Array.isArray(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Serve the protocol on one socket until it closes. Resolves when the socket closes.
+ */
+export function serveSession<R>(
+  socket: WebSocketLike,
+  watch: (target: WatchTarget, options: WatchOptions) => AsyncGenerator<WatchItem, void, undefined>,
+  options: WebSocketOptions<R>,
+  closed: AbortSignal,
+): Promise<void> {
+  const maxBuffered = options.maxBufferedBytes ?? 1_048_576;
+  const maxWatches = options.maxWatches ?? 100;
+  const watches = new Map<string, AbortController>();
+  const session = new AbortController();
+  const send = (message: ServerMessage): void => {
+    if (socket.readyState === OPEN) socket.send(JSON.stringify(message));
+  };
+  const error = (code: string, message: string): void => send({ type: "error", code, message });
+  const drained = async (): Promise<void> => {
+    while ((socket.bufferedAmount ?? 0) > maxBuffered && !session.signal.aborted) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  const follow = async (target: WatchTarget, after: string | undefined): Promise<void> => {
+    const key = targetKey(target);
+    if (watches.has(key)) return;
+    if (watches.size >= maxWatches) return error("too_many_watches", `At most ${maxWatches} watches per socket`);
+    const controller = new AbortController();
+    watches.set(key, controller);
+    const refused = await checkAuthorize(options.authorize, options.request as R, target);
+    if (refused) {
+      socket.close(refused.status === 401 ? 4001 : 4003, refused.status === 401 ? "unauthorized" : "forbidden");
+      session.abort();
+      return;
+    }
+    const where = target.op !== undefined ? { op: target.op } : { scope: target.scope };
+    try {
+      // Ending the session aborts every watch's controller: no listener per watch on the session.
+      const signal = controller.signal;
+      for await (const item of watch(target, { after, signal })) {
+        await drained();
+        if (signal.aborted) break;
+        if (item.kind === "event") send({ type: "event", ...where, event: item.event });
+        else send({ type: item.kind, ...where, snapshot: item.snapshot });
+      }
+    } catch (e) {
+      error("watch_failed", e instanceof Error ? e.message : String(e));
+    } finally {
+      if (watches.get(key) === controller) watches.delete(key);
+    }
+  };
+
+  return new Promise<void>((resolve) => {
+    const end = (): void => {
+      session.abort();
+      for (const c of watches.values()) c.abort();
+      watches.clear();
+      resolve();
+    };
+    closed.addEventListener("abort", () => {
+      try {
+        socket.close(1001, "server closing");
+      } catch {
+        // already closed
+      }
+      end();
+    });
+    socket.addEventListener("close", end);
+    socket.addEventListener("message", (event) => {
+      const msg = parse(event.data);
+      if (!msg) return error("bad_message", "Messages are JSON objects with a type: watch, unwatch or ping");
+      if (msg.type === "ping") return send({ type: "pong" });
+      const op = typeof msg.op === "string" ? msg.op : undefined;
+      const scope = typeof msg.scope === "string" ? msg.scope : undefined;
+      const id = op ?? scope;
+      if (
+        (msg.type === "watch" || msg.type === "unwatch") &&
+        (id === undefined || !ID_PATTERN.test(id) || (op && scope))
+      ) {
+        return error("bad_target", "Give exactly one of op or scope, a valid id");
+      }
+      const target: WatchTarget = op !== undefined ? { op } : { scope: scope as string };
+      if (msg.type === "watch") {
+        const after = typeof msg.after === "string" && /^\d+-\d+$/.test(msg.after) ? msg.after : undefined;
+        void follow(target, after);
+        return;
+      }
+      if (msg.type === "unwatch") {
+        watches.get(targetKey(target))?.abort();
+        watches.delete(targetKey(target));
+        return;
+      }
+      error("bad_message", `Unknown message type ${JSON.stringify(msg.type)}`);
+    });
+  });
+}

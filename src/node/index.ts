@@ -1,0 +1,90 @@
+/**
+ * Plain Node `http` and Express glue: turn an `IncomingMessage` into a web
+ * `Request` (aborted when the client goes away) and write a web `Response`
+ * (such as `progress.sse(...)`) to a `ServerResponse`, streaming its body.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from "node:http";
+ * import { toRequest, writeResponse } from "progresscast/node";
+ * createServer(async (req, res) => {
+ *   const op = new URL(req.url ?? "/", "http://x").searchParams.get("op") ?? "";
+ *   await writeResponse(res, await progress.sse(toRequest(req, res), op));
+ * }).listen(3000);
+ * ```
+ *
+ * @module
+ */
+
+/** The part of `http.IncomingMessage` used here. */
+export interface NodeRequestLike {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly headers: Readonly<Record<string, string | readonly string[] | undefined>>;
+}
+
+/** The part of `http.ServerResponse` used here. */
+export interface NodeResponseLike {
+  writeHead(status: number, headers: Record<string, string>): unknown;
+  write(chunk: Uint8Array): boolean;
+  end(): unknown;
+  flushHeaders?(): void;
+  once(event: "close" | "drain", listener: () => void): unknown;
+  readonly writableEnded?: boolean;
+}
+
+/**
+ * Build a web `Request` (without body) from a Node request. Its signal aborts
+ * when the response closes (the client went away).
+ */
+export function toRequest(req: NodeRequestLike, res?: NodeResponseLike): Request {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined) continue;
+    if (typeof value === "string") headers.set(name, value);
+    else for (const v of value) headers.append(name, v);
+  }
+  const host = typeof req.headers.host === "string" ? req.headers.host : "localhost";
+  const controller = new AbortController();
+  res?.once("close", () => controller.abort());
+  return new Request(new URL(req.url ?? "/", `http://${host}`), {
+    method: req.method ?? "GET",
+    headers,
+    signal: controller.signal,
+  });
+}
+
+/**
+ * Write a web `Response` to a Node response, streaming the body with
+ * backpressure; stops reading (cancelling the body, which frees a watch) when
+ * the client goes away. Resolves when done.
+ */
+export async function writeResponse(res: NodeResponseLike, response: Response): Promise<void> {
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => {
+    headers[name] = value;
+  });
+  res.writeHead(response.status, headers);
+  res.flushHeaders?.();
+  if (!response.body) {
+    res.end();
+    return;
+  }
+  const reader = response.body.getReader();
+  let gone = false;
+  res.once("close", () => {
+    gone = true;
+    void reader.cancel().catch(() => {});
+  });
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done || gone) break;
+      if (!res.write(value)) await new Promise<void>((resolve) => res.once("drain", resolve));
+    }
+  } catch {
+    // The body errored or was cancelled: end the response below.
+  } finally {
+    if (!res.writableEnded) res.end();
+  }
+}
