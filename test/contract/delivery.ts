@@ -169,9 +169,9 @@ export function deliveryTests(harness: () => Harness, make: Make): void {
       await Promise.all(Array.from({ length: 20 }, (_, i) => progress.publish(`many-${i}`, { progress: 50 })));
       await Promise.all(Array.from({ length: 20 }, (_, i) => progress.publish(`many-${i}`, { status: "completed" })));
       const all = await Promise.all(watches);
-      all.forEach((items, i) =>
-        expect(summary(items)).toEqual(["snapshot:none", `many-${i % 20}:1:running`, `many-${i % 20}:2:completed`]),
-      );
+      for (const [i, items] of all.entries()) {
+        expect(summary(items)).toEqual(["snapshot:none", `many-${i % 20}:1:running`, `many-${i % 20}:2:completed`]);
+      }
     });
 
     it("breaking out of a watch releases it; abort ends it", async () => {
