@@ -5,10 +5,11 @@ export const entries: Record<string, string> = {
   index: "src/index.ts",
   "adapters/memory/index": "src/adapters/memory/index.ts",
   "adapters/node-redis/index": "src/adapters/node-redis/index.ts",
-  // upstash: added with its adapter
+  "adapters/upstash/index": "src/adapters/upstash/index.ts",
 
   "client/index": "src/client/index.ts",
   "node/index": "src/node/index.ts",
+  "prometheus/index": "src/prometheus/index.ts",
 };
 
 export default defineConfig({

@@ -4,6 +4,8 @@
  *
  * @module
  */
+
+export type { ConsumeOptions, Delivery } from "./consume.ts";
 export * from "./errors.ts";
 export { defaultKeys, type KeyStrategy, keyPresets } from "./keys.ts";
 export {
@@ -26,6 +28,7 @@ export {
   type Target,
 } from "./progress.ts";
 export type { Authorize, SseOptions, WatchTarget } from "./sse.ts";
+export { Task, type TaskEventFields, type TaskOptions } from "./task.ts";
 export type { WatchItem, WatchOptions } from "./watch.ts";
 export type { ServerMessage, WebSocketLike, WebSocketOptions } from "./websocket.ts";
 export {

@@ -1,4 +1,5 @@
 import { Batcher } from "./batcher.ts";
+import { type ConsumeOptions, checkConsumeOptions, consumeStream, type Delivery } from "./consume.ts";
 import {
   BackendError,
   ConnectionClosedError,
@@ -11,6 +12,7 @@ import { Hub } from "./hub.ts";
 import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import type { AppendItem, AppendResult } from "./port.ts";
 import { type SseOptions, sseResponse, type WatchTarget } from "./sse.ts";
+import { Task, type TaskOptions } from "./task.ts";
 import { Coalescer, type Held } from "./throttle.ts";
 import { backoff, sleep, toError } from "./util.ts";
 import { type WatchItem, type WatchOptions, watchStream } from "./watch.ts";
@@ -95,6 +97,7 @@ export class Progress implements AsyncDisposable {
   readonly #closing = new AbortController();
   #closed: Promise<void> | undefined;
   #hub: Hub | undefined;
+  readonly #cancelListeners = new Map<string, Set<(reason: string) => void>>();
 
   /** @throws {ProgressValidationError} for bad options. */
   constructor(options: ProgressOptions) {
@@ -261,6 +264,77 @@ export class Progress implements AsyncDisposable {
     );
   }
 
+  /**
+   * A job's lifecycle on one operation: `start`, `progress`, `advance`,
+   * `event`, then `complete` or `fail`; `task.signal` aborts when the
+   * operation is cancelled (learned from any publish's answer, or checked every
+   * `cancelCheckMs` while the task is quiet) and the task then ends `cancelled`.
+   *
+   * @throws {ProgressValidationError} for a bad id or options.
+   * @example
+   * ```ts
+   * await using task = progress.task("import-42", { total: 1000, cid: requestId });
+   * await task.start();
+   * for (const row of rows) { if (task.signal.aborted) return; await insert(row); task.advance(); }
+   * await task.complete();
+   * ```
+   */
+  task(op: string, options: TaskOptions = {}): Task {
+    assertId(op);
+    if (options.scope !== undefined) assertId(options.scope, "scope");
+    if (options.total !== undefined && (!Number.isInteger(options.total) || options.total < 0)) {
+      throw new ProgressValidationError("total", options.total, "must be a non-negative integer");
+    }
+    return new Task(
+      {
+        publish: (o, u, p) => this.publish(o, u, p),
+        report: (o, u, p) => this.report(o, u, p),
+        cancelMark: async (o) => (await this.#o.port.getState(this.#o.keys.state(o)))?.cancel ?? null,
+        onCancel: (o, listener) => {
+          let set = this.#cancelListeners.get(o);
+          if (!set) {
+            set = new Set();
+            this.#cancelListeners.set(o, set);
+          }
+          set.add(listener);
+          return () => {
+            set.delete(listener);
+            if (set.size === 0) this.#cancelListeners.delete(o);
+          };
+        },
+        cancelCheckMs: this.#o.cancelCheckMs,
+      },
+      op,
+      options,
+    );
+  }
+
+  /**
+   * Process a scope's events through a consumer group (write final states to a
+   * database, call a webhook): yields deliveries to `ack()`. A delivery left
+   * unacknowledged by a consumer that died is claimed after `claimIdleMs`.
+   * At least once, in order per operation. Not for fan-out to clients: use `watch`.
+   *
+   * @throws {ProgressValidationError} for bad options; {@link ProgressError} when the backend has no consumer groups.
+   * @example
+   * ```ts
+   * for await (const d of progress.consume({ group: "db", consumer: "w1", scope: "all", types: ["progress"] })) {
+   *   if (d.event.status === "completed") await db.save(d.event);
+   *   await d.ack();
+   * }
+   * ```
+   */
+  consume(options: ConsumeOptions): AsyncGenerator<Delivery, void, undefined> {
+    checkConsumeOptions(options);
+    return consumeStream(
+      this.#o.port,
+      this.#o.keys.scope(options.scope),
+      options,
+      this.#o.metrics,
+      this.#closing.signal,
+    );
+  }
+
   /** Write every held report and wait for every write in flight. Never throws. */
   async flush(): Promise<void> {
     this.#coalescer.flush();
@@ -372,6 +446,9 @@ export class Progress implements AsyncDisposable {
         return { ok: false, outcome: "failed", error };
       }
       this.#o.metrics.observe("publish_latency_ms", performance.now() - started);
+      if (result.cancelled !== null) {
+        for (const listener of this.#cancelListeners.get(op) ?? []) listener(result.cancelled);
+      }
       if (result.ok) {
         this.#o.metrics.increment("events_published");
         return { ok: true, outcome: "published", id: result.id, seq: result.seq, cancelled: result.cancelled };

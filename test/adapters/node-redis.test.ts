@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
@@ -104,6 +105,45 @@ describe("node-redis: connections", () => {
     expect(await progress.publish("flushed", { progress: 1 })).toMatchObject({ ok: true, seq: 1 });
     expect(await progress.cancel("flushed", "x")).toBe(true);
     expect(await progress.get("flushed")).toMatchObject({ seq: 1, cancel: "x" });
+    await progress.close();
+  });
+
+  it("deliveries of a consumer process killed with SIGKILL are claimed by another", async () => {
+    const prefix = uniquePrefix();
+    const progress = new Progress({ port: nodeRedis({ url: server.url }), prefix, logger: {} });
+    for (let i = 1; i <= 3; i++) await progress.publish(`k${i}`, { status: "completed" }, { scope: "all" });
+    const child = spawn("node_modules/.bin/tsx", ["test/support/consumer-child.ts", server.url, prefix], {
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true, // its own process group, so the kill takes tsx's helpers with it
+    });
+    let out = "";
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on("data", (d) => {
+        out += String(d);
+        if (out.split("\n").filter(Boolean).length >= 3) resolve();
+      });
+      child.once("exit", () => reject(new Error(`consumer exited early: ${out}`)));
+    });
+    const exited = new Promise((r) => child.once("exit", r));
+    process.kill(-(child.pid ?? 0), "SIGKILL");
+    await exited;
+    expect(out.trim().split("\n")).toEqual(["got k1", "got k2", "got k3"]);
+    const controller = new AbortController();
+    const claimed: string[] = [];
+    for await (const d of progress.consume({
+      group: "db",
+      consumer: "survivor",
+      scope: "all",
+      claimIdleMs: 300,
+      blockMs: 100,
+      signal: controller.signal,
+    })) {
+      expect(d.claimed).toBe(true);
+      claimed.push(d.event.op);
+      await d.ack();
+      if (claimed.length === 3) controller.abort();
+    }
+    expect(claimed).toEqual(["k1", "k2", "k3"]);
     await progress.close();
   });
 });

@@ -11,6 +11,7 @@ import type { StreamPort } from "../../src/core/port.ts";
 import { Progress } from "../../src/core/progress.ts";
 import { deliveryTests } from "./delivery.ts";
 import type { Harness } from "./harness.ts";
+import { jobsTests } from "./jobs.ts";
 
 let counter = 0;
 /** A random key prefix per test, so nothing depends on another test or run. */
@@ -391,6 +392,7 @@ export function testAdapter(name: string, start: () => Promise<Harness>): void {
     });
 
     deliveryTests(() => h, make);
+    jobsTests(make);
 
     describe("consumer groups", () => {
       it("reads, acks and claims what a dead consumer left pending", async (ctx) => {

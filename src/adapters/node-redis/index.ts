@@ -31,6 +31,7 @@ export interface NodeRedisClient {
   destroy(): void;
   close(): Promise<unknown>;
   on(event: "error", listener: (error: Error) => void): unknown;
+  on(event: "ready", listener: () => void): unknown;
 }
 
 /** Options of {@link nodeRedis}: a URL, or a client you built. */
@@ -143,8 +144,8 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
   const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
   const connecting = new WeakMap<NodeRedisClient, Promise<unknown>>();
   let closed = false;
-  let blocking: { client: NodeRedisClient; id: Promise<string> } | undefined;
-  let grouping: NodeRedisClient | undefined;
+  // Blocking reads get connections of their own (one for watching, one for consumer groups).
+  const blockers = new Map<"wait" | "group", { client: NodeRedisClient; id: string | undefined }>();
 
   const ready = async (c: NodeRedisClient, what: string): Promise<void> => {
     if (closed) throw new ConnectionClosedError(`The node-redis backend is closed (${what})`);
@@ -204,6 +205,44 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     return c;
   };
 
+  /**
+   * Run a blocking command on a dedicated connection. Aborting `signal` ends
+   * the block at once with CLIENT UNBLOCK from the main connection, so a new
+   * watcher never waits for the block to time out.
+   */
+  const blockingCommand = async (
+    kind: "wait" | "group",
+    args: string[],
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> => {
+    let b = blockers.get(kind);
+    if (!b) {
+      const created = { client: dedicated(), id: undefined as string | undefined };
+      // A reconnected connection has a new id.
+      created.client.on("ready", () => {
+        created.id = undefined;
+      });
+      blockers.set(kind, created);
+      b = created;
+    }
+    await ready(b.client, kind);
+    b.id ??= String(await command(["CLIENT", "ID"], kind, b.client));
+    const id = b.id;
+    const unblock = (): void => {
+      command(["CLIENT", "UNBLOCK", id], "unblock").catch(() => {});
+    };
+    if (signal?.aborted) return null;
+    signal?.addEventListener("abort", unblock, { once: true });
+    try {
+      return await command(args, kind, b.client);
+    } catch (cause) {
+      if (closed) return null;
+      throw cause;
+    } finally {
+      signal?.removeEventListener("abort", unblock);
+    }
+  };
+
   const port: StreamPort = {
     name: "node-redis",
     capabilities: { groups: true, blocking: true },
@@ -233,43 +272,11 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     },
 
     async wait(cursors: readonly Cursor[], o): Promise<KeyEntries[]> {
-      if (cursors.length === 0) return [];
-      if (o.signal?.aborted) return [];
-      if (!blocking) {
-        const c = dedicated();
-        blocking = {
-          client: c,
-          id: (async () => {
-            await ready(c, "wait");
-            return String(await c.sendCommand(["CLIENT", "ID"]));
-          })(),
-        };
-        blocking.id.catch(() => {});
-      }
-      const b = blocking;
-      let id: string;
-      try {
-        id = await b.id;
-      } catch (cause) {
-        if (blocking === b) blocking = undefined;
-        throw cause instanceof Error && cause.name === "TimeoutError" ? cause : mapError(cause, "wait");
-      }
+      if (cursors.length === 0 || o.signal?.aborted) return [];
       const args = ["XREAD", "COUNT", String(o.count), "BLOCK", String(o.blockMs), "STREAMS"];
       for (const c of cursors) args.push(c.key);
       for (const c of cursors) args.push(c.after);
-      // A new watcher must not wait for the block to time out: the signal unblocks the read.
-      const unblock = (): void => {
-        command(["CLIENT", "UNBLOCK", id], "unblock").catch(() => {});
-      };
-      o.signal?.addEventListener("abort", unblock, { once: true });
-      try {
-        return toKeyEntries(await command(args, "wait", b.client));
-      } catch (cause) {
-        if (closed) return [];
-        throw cause;
-      } finally {
-        o.signal?.removeEventListener("abort", unblock);
-      }
+      return toKeyEntries(await blockingCommand("wait", args, o.signal));
     },
 
     async cancel(stateKey, reason, ttlSeconds) {
@@ -285,24 +292,10 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     },
 
     async groupRead(o: GroupReadOptions): Promise<StreamEntry[]> {
-      grouping ??= dedicated();
-      const reply = await command(
-        [
-          "XREADGROUP",
-          "GROUP",
-          o.group,
-          o.consumer,
-          "COUNT",
-          String(o.count),
-          "BLOCK",
-          String(o.blockMs),
-          "STREAMS",
-          o.key,
-          ">",
-        ],
-        "groupRead",
-        o.blockMs > 0 ? grouping : client,
-      );
+      const args = ["XREADGROUP", "GROUP", o.group, o.consumer, "COUNT", String(o.count)];
+      if (o.blockMs > 0) args.push("BLOCK", String(o.blockMs));
+      args.push("STREAMS", o.key, ">");
+      const reply = o.blockMs > 0 ? await blockingCommand("group", args, o.signal) : await command(args, "groupRead");
       return toKeyEntries(reply).flatMap((k) => k.entries);
     },
 
@@ -327,11 +320,8 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     async close() {
       if (closed) return;
       closed = true;
-      for (const c of [blocking?.client, grouping]) {
-        if (c?.isOpen) c.destroy();
-      }
-      blocking = undefined;
-      grouping = undefined;
+      for (const b of blockers.values()) if (b.client.isOpen) b.client.destroy();
+      blockers.clear();
       if (owned && client.isOpen) {
         try {
           await client.close();

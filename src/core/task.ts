@@ -1,0 +1,232 @@
+import { ProgressValidationError } from "./errors.ts";
+import type { PublishOptions, PublishResult } from "./progress.ts";
+import type { ProgressUpdate } from "./wire.ts";
+import { TYPE_PATTERN } from "./wire.ts";
+
+/** Options of `progress.task`. */
+export interface TaskOptions {
+  /** Correlation id carried on every event. */
+  readonly cid?: string | undefined;
+  /** Also publish to this scope's stream. */
+  readonly scope?: string | undefined;
+  /** Units in all, for `advance` and `progress({ current })`. */
+  readonly total?: number | undefined;
+  /** Metadata merged into every event's `data`. */
+  readonly data?: Readonly<Record<string, unknown>> | undefined;
+  /** Include the error's stack in `fail` events. @default false */
+  readonly includeStack?: boolean | undefined;
+}
+
+/** Fields of an application's own event. */
+export interface TaskEventFields {
+  readonly message?: string | undefined;
+  readonly data?: Readonly<Record<string, unknown>> | undefined;
+  readonly progress?: number | undefined;
+  readonly current?: number | undefined;
+  readonly total?: number | undefined;
+}
+
+/** What a task needs from its manager. */
+export interface TaskHost {
+  publish(op: string, update: ProgressUpdate, options: PublishOptions): Promise<PublishResult>;
+  report(op: string, update: ProgressUpdate, options: PublishOptions): void;
+  /** Read the cancellation mark (one round trip). */
+  cancelMark(op: string): Promise<string | null>;
+  /** Be told of a cancellation mark seen on any publish of `op`. */
+  onCancel(op: string, listener: (reason: string) => void): () => void;
+  readonly cancelCheckMs: number;
+}
+
+/**
+ * One job's lifecycle: start, progress, events, then complete, fail or
+ * cancelled. `await using` a task that ends without `complete` or `fail`
+ * publishes `failed`, so no job stays `running` forever.
+ *
+ * @example
+ * ```ts
+ * await using task = progress.task("import-42", { total: rows.length });
+ * await task.start("Importing");
+ * for (const row of rows) {
+ *   if (task.signal.aborted) break;
+ *   await insert(row);
+ *   task.advance();
+ * }
+ * await task.complete({ rows: rows.length });
+ * ```
+ */
+export class Task implements AsyncDisposable {
+  /** The operation id. */
+  readonly op: string;
+  /** Aborts with the reason given to `progress.cancel(op, reason)`. */
+  readonly signal: AbortSignal;
+  readonly #host: TaskHost;
+  readonly #options: TaskOptions;
+  readonly #publish: PublishOptions;
+  readonly #abort = new AbortController();
+  #current = 0;
+  #total: number | undefined;
+  #ended: "completed" | "failed" | "cancelled" | undefined;
+  #lastPublishAt = Date.now();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopListening: () => void;
+  #checking = false;
+
+  constructor(host: TaskHost, op: string, options: TaskOptions) {
+    this.op = op;
+    this.#host = host;
+    this.#options = options;
+    this.#total = options.total;
+    this.#publish = options.scope === undefined ? {} : { scope: options.scope };
+    this.signal = this.#abort.signal;
+    this.#stopListening = host.onCancel(op, (reason) => void this.#cancelled(reason));
+    this.#timer = setInterval(() => void this.#check(), host.cancelCheckMs);
+    (this.#timer as { unref?: () => void }).unref?.();
+  }
+
+  /** Whether the task has ended (completed, failed or cancelled). */
+  get ended(): boolean {
+    return this.#ended !== undefined;
+  }
+
+  /**
+   * Publish `running` (progress 0 unless counts say otherwise).
+   * @throws {ProgressValidationError} for bad input.
+   */
+  async start(message?: string): Promise<PublishResult> {
+    return await this.#send({
+      ...this.#base(),
+      status: "running",
+      ...(this.#total !== undefined ? { current: this.#current, total: this.#total } : { progress: 0 }),
+      ...(message !== undefined ? { message } : {}),
+    });
+  }
+
+  /**
+   * Report progress: a percent, or counts. Coalesced; never throws (bad input
+   * goes to the manager's `onError`).
+   */
+  progress(
+    value: number | { readonly current: number; readonly total?: number },
+    message?: string,
+    data?: Readonly<Record<string, unknown>>,
+  ): void {
+    if (this.#ended) return;
+    const update: { -readonly [K in keyof ProgressUpdate]: ProgressUpdate[K] } = this.#base(data);
+    if (typeof value === "number") update.progress = value;
+    else {
+      this.#current = value.current;
+      if (value.total !== undefined) this.#total = value.total;
+      update.current = value.current;
+      if (this.#total !== undefined) update.total = this.#total;
+    }
+    if (message !== undefined) update.message = message;
+    this.#lastPublishAt = Date.now();
+    this.#host.report(this.op, update, this.#publish);
+  }
+
+  /** Count `n` more units done (of `total`). Coalesced; never throws. */
+  advance(n = 1, message?: string): void {
+    const current = this.#total === undefined ? this.#current + n : Math.min(this.#total, this.#current + n);
+    this.progress({ current }, message);
+  }
+
+  /**
+   * Publish an application's own event (`file_completed`, ...), at once.
+   * @throws {ProgressValidationError} for a bad type or fields.
+   */
+  async event(type: string, fields: TaskEventFields = {}): Promise<PublishResult> {
+    if (typeof type !== "string" || !TYPE_PATTERN.test(type) || type === "progress") {
+      throw new ProgressValidationError(
+        "type",
+        type,
+        "must be an event type other than progress: letters, digits, _ . : -",
+      );
+    }
+    return await this.#send({ ...this.#base(fields.data), ...fields, ...this.#merged(fields.data), type });
+  }
+
+  /** Publish `completed` (progress 100). */
+  async complete(data?: Readonly<Record<string, unknown>>, message?: string): Promise<PublishResult> {
+    this.#finish("completed");
+    return await this.#send({
+      ...this.#base(data),
+      status: "completed",
+      ...(this.#total !== undefined ? { current: this.#total, total: this.#total } : {}),
+      ...(message !== undefined ? { message } : {}),
+    });
+  }
+
+  /** Publish `failed` with the error's name and message (and stack when `includeStack`). */
+  async fail(error: unknown, data?: Readonly<Record<string, unknown>>): Promise<PublishResult> {
+    this.#finish("failed");
+    const e = error instanceof Error ? error : new Error(String(error));
+    const info: Record<string, unknown> = { error: { name: e.name, message: e.message } };
+    if (this.#options.includeStack && e.stack) (info.error as Record<string, unknown>).stack = e.stack;
+    return await this.#send({
+      ...this.#base({ ...data, ...info }),
+      status: "failed",
+      message: e.message.slice(0, 2048),
+    });
+  }
+
+  /** End the task: a task neither completed nor failed is published `failed` (or `cancelled` if it was). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#ended) {
+      if (this.signal.aborted) await this.#cancelled(String(this.signal.reason));
+      else await this.fail(new Error("The task ended without complete() or fail()"));
+    }
+    this.#stop();
+  }
+
+  #base(data?: Readonly<Record<string, unknown>>): { -readonly [K in keyof ProgressUpdate]: ProgressUpdate[K] } {
+    const update: { -readonly [K in keyof ProgressUpdate]: ProgressUpdate[K] } = {};
+    if (this.#options.cid !== undefined) update.cid = this.#options.cid;
+    const merged = this.#merged(data);
+    if (merged.data !== undefined) update.data = merged.data;
+    return update;
+  }
+
+  #merged(data?: Readonly<Record<string, unknown>>): { data?: Record<string, unknown> } {
+    if (this.#options.data === undefined && data === undefined) return {};
+    return { data: { ...this.#options.data, ...data } };
+  }
+
+  #finish(status: "completed" | "failed" | "cancelled"): void {
+    this.#ended ??= status;
+    this.#stop();
+  }
+
+  #stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#stopListening();
+  }
+
+  async #send(update: ProgressUpdate): Promise<PublishResult> {
+    this.#lastPublishAt = Date.now();
+    const result = await this.#host.publish(this.op, update, this.#publish);
+    if (result.outcome !== "failed" && result.cancelled !== null && !this.#ended)
+      await this.#cancelled(result.cancelled);
+    return result;
+  }
+
+  async #check(): Promise<void> {
+    if (this.#ended || this.#checking || Date.now() - this.#lastPublishAt < this.#host.cancelCheckMs) return;
+    this.#checking = true;
+    try {
+      const reason = await this.#host.cancelMark(this.op);
+      if (reason !== null) await this.#cancelled(reason);
+    } catch {
+      // The backend is unreachable: try again on the next interval.
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  async #cancelled(reason: string): Promise<void> {
+    if (this.#ended) return;
+    this.#finish("cancelled");
+    this.#abort.abort(reason);
+    await this.#host.publish(this.op, { ...this.#base(), status: "cancelled", message: reason }, this.#publish);
+  }
+}
