@@ -1,0 +1,197 @@
+/**
+ * workerd (Cloudflare Workers) through miniflare: a Worker bundled from the
+ * BUILT package (dist/, by `npm run build`) publishes through the Upstash
+ * adapter to a local Upstash-compatible REST server in front of a real Redis.
+ * Node then reads Redis directly: the events are under the documented keys,
+ * with the documented fields.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { build } from "esbuild";
+import { Miniflare } from "miniflare";
+import { createClient } from "redis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RedisServer, startRedis } from "../support/redis-server.ts";
+import { startUpstashServer, type UpstashServer } from "../support/upstash-server.ts";
+import { scenarios } from "./scenarios.ts";
+
+const ENTRY = "test/runtimes/workerd/entry.js";
+const TS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/** The dist files entry.js needs, from package.json `exports`. */
+function requiredDist(): string[] {
+  const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { exports: Record<string, { import?: string }> };
+  return [".", "./memory", "./upstash"].map((subpath) => pkg.exports[subpath]?.import ?? `<no exports["${subpath}"]>`);
+}
+
+/** Bundle the Worker for workerd; fails if any library code came from src/ rather than dist/. */
+async function bundleWorker(): Promise<string> {
+  const missing = requiredDist().filter((file) => !existsSync(file));
+  if (missing.length > 0) {
+    throw new Error(
+      `The workerd test runs the built package, but ${missing.join(", ")} ${missing.length > 1 ? "are" : "is"} missing: ` +
+        "run `npm run build` (and check that tsup.config.ts builds every package.json subpath: `npm run check:exports`).",
+    );
+  }
+  const result = await build({
+    entryPoints: [ENTRY],
+    bundle: true,
+    write: false,
+    format: "esm",
+    platform: "browser",
+    conditions: ["workerd", "worker", "browser"],
+    target: "es2022",
+    metafile: true,
+    logLevel: "silent",
+  });
+  const fromSrc = Object.keys(result.metafile.inputs).filter((input) => input.startsWith("src/"));
+  expect(fromSrc, "the Worker must import the built package, not the sources").toEqual([]);
+  const output = result.outputFiles[0];
+  if (!output) throw new Error("esbuild produced no output");
+  return output.text;
+}
+
+interface RedisEntry {
+  readonly id: string;
+  readonly fields: Record<string, string>;
+}
+
+function pairs(flat: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = flat[i + 1] as string;
+  return out;
+}
+
+describe("runtime: workerd (miniflare)", () => {
+  let redis: RedisServer | undefined;
+  let rest: UpstashServer | undefined;
+  let mf: Miniflare | undefined;
+  let inspector: ReturnType<typeof createClient> | undefined;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    rest = await startUpstashServer({ redisUrl: redis.url });
+    inspector = createClient({ url: redis.url, RESP: 2 });
+    await inspector.connect();
+    mf = new Miniflare({
+      modules: true,
+      script: await bundleWorker(),
+      // No nodejs_compat: the package must run on plain workerd.
+      compatibilityDate: "2025-09-01",
+      bindings: { UPSTASH_URL: rest.url, UPSTASH_TOKEN: rest.token },
+    });
+    await mf.ready;
+  });
+  afterAll(async () => {
+    await mf?.dispose();
+    await inspector?.close();
+    await rest?.close();
+    await redis?.close();
+  });
+
+  const fetchJson = async (path: string, init?: { method?: string }): Promise<Record<string, unknown>> => {
+    if (!mf) throw new Error("miniflare did not start");
+    const response = await mf.dispatchFetch(`http://worker.test${path}`, init);
+    const text = await response.text();
+    expect(response.status, `${init?.method ?? "GET"} ${path} answered ${response.status}: ${text}`).toBe(200);
+    return JSON.parse(text) as Record<string, unknown>;
+  };
+
+  it("publishes through the upstash adapter and reads back with get and history", async () => {
+    if (!rest || !inspector) throw new Error("backends did not start");
+    const op = `wk-${Date.now().toString(36)}`;
+    rest.reset();
+    const body = await fetchJson(`/publish?op=${op}`, { method: "POST" });
+
+    expect(body.backend).toBe("upstash");
+    expect(body.results).toMatchObject([
+      { ok: true, outcome: "published", seq: 1, cancelled: null },
+      { ok: true, outcome: "published", seq: 2 },
+      { ok: true, outcome: "published", seq: 3 },
+      { ok: false, outcome: "refused", reason: "terminal", seq: 3 },
+    ]);
+    const ids = (body.results as { id?: string }[]).slice(0, 3).map((r) => r.id);
+    expect(body.snapshot).toMatchObject({
+      op,
+      seq: 3,
+      id: ids[2],
+      status: "completed",
+      progress: 100,
+      current: 2,
+      total: 4,
+      message: "Done",
+      cid: "worker-1",
+      data: { runtime: "workerd" },
+    });
+    const history = body.history as { id: string; seq: number; status: string; progress: number }[];
+    expect(history.map((e) => [e.id, e.seq, e.status, e.progress])).toEqual([
+      [ids[0], 1, "running", 25],
+      [ids[1], 2, "running", 50],
+      [ids[2], 3, "completed", 100],
+    ]);
+    // It went over REST: the publishes are script calls on the REST server.
+    expect(rest.requests).toBeGreaterThan(0);
+    expect(rest.commands.some((c) => /^eval(sha)?$/i.test(c[0] ?? ""))).toBe(true);
+
+    // Node reads Redis directly: the documented keys and fields.
+    const raw = (await inspector.sendCommand(["XRANGE", `pc:{${op}}:events`, "-", "+"])) as [string, string[]][];
+    const entries: RedisEntry[] = raw.map(([id, flat]) => ({ id, fields: pairs(flat) }));
+    expect(entries.map((e) => e.id)).toEqual(ids);
+    const [first, , last] = entries;
+    expect(Object.keys(first?.fields ?? {}).slice(0, 5)).toEqual(["v", "op", "seq", "type", "status"]);
+    expect(first?.fields).toMatchObject({
+      v: "1",
+      op,
+      seq: "1",
+      type: "progress",
+      status: "running",
+      progress: "25",
+      current: "1",
+      total: "4",
+      message: "Chunked 1 of 4",
+      cid: "worker-1",
+      data: '{"runtime":"workerd"}',
+    });
+    expect(first?.fields.ts).toMatch(TS);
+    expect(last?.fields).toMatchObject({ v: "1", op, seq: "3", status: "completed", progress: "100", message: "Done" });
+    const state = pairs((await inspector.sendCommand(["HGETALL", `pc:{${op}}:state`])) as string[]);
+    expect(state).toMatchObject({
+      v: "1",
+      op,
+      seq: "3",
+      id: ids[2],
+      type: "progress",
+      status: "completed",
+      progress: "100",
+      current: "2",
+      total: "4",
+      message: "Done",
+      cid: "worker-1",
+      ts: last?.fields.ts,
+    });
+    // Both keys carry a TTL; nothing else was written for this operation.
+    for (const key of [`pc:{${op}}:events`, `pc:{${op}}:state`]) {
+      expect(Number(await inspector.sendCommand(["PTTL", key])), `PTTL ${key}`).toBeGreaterThan(0);
+    }
+    expect(((await inspector.sendCommand(["KEYS", `pc:{${op}}:*`])) as string[]).sort()).toEqual([
+      `pc:{${op}}:events`,
+      `pc:{${op}}:state`,
+    ]);
+  });
+
+  for (const backend of ["upstash", "memory"]) {
+    it(`runs the shared runtime scenarios on ${backend}`, async () => {
+      const body = await fetchJson(`/scenarios?backend=${backend}`);
+      const results = body.results as { name: string; ok: boolean; error?: string }[];
+      expect(results.map((r) => r.name)).toEqual(scenarios.map((s) => s.name));
+      const failed = results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.error}`);
+      expect(failed, failed.join("\n")).toEqual([]);
+    });
+  }
+
+  it("answers 404 for an unknown route", async () => {
+    if (!mf) throw new Error("miniflare did not start");
+    const response = await mf.dispatchFetch("http://worker.test/nope");
+    expect(response.status).toBe(404);
+    await response.arrayBuffer();
+  });
+});
