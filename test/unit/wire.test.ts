@@ -143,3 +143,14 @@ describe("wire format v1", () => {
     });
   });
 });
+
+describe("JSON Schema", () => {
+  it("schema/wire-v1.json is generated from the zod schema and up to date", async () => {
+    const { readFileSync } = await import("node:fs");
+    const { wireSchemaJson } = await import("../../scripts/wire-schema.ts");
+    expect(readFileSync(new URL("../../schema/wire-v1.json", import.meta.url), "utf8")).toBe(wireSchemaJson());
+    const schema = JSON.parse(wireSchemaJson());
+    expect(schema.required).toEqual(["v", "op", "seq", "type", "status", "ts"]);
+    expect(schema.properties.status.enum).toEqual(["queued", "running", "completed", "failed", "cancelled"]);
+  });
+});
