@@ -12,8 +12,8 @@ import { scenarios } from "./scenarios.ts";
 
 const DENO = "node_modules/.bin/deno";
 const BACKENDS = ["memory", "node-redis", "upstash"] as const;
-/** Deno tests beyond the shared scenarios: memory 2, node-redis 1, upstash 1. */
-const EXTRA_TESTS = 4;
+/** Deno tests beyond the shared scenarios: memory 2 + SSE, node-redis 1 + SSE, upstash 1 + SSE. */
+const EXTRA_TESTS = 4 + BACKENDS.length;
 
 /** Parse Deno's summary line: `ok | 22 passed | 0 failed (1s)`, maybe with `| 2 ignored`, `| 1 filtered out`. */
 function summary(output: string): { passed: number; failed: number; ignored: number } | null {
@@ -71,6 +71,9 @@ describe("runtime: Deno", () => {
     const expected = scenarios.length * BACKENDS.length + EXTRA_TESTS;
     expect(counts, explain("no Deno summary line found", output)).toEqual({ passed: expected, failed: 0, ignored: 0 });
     for (const backend of BACKENDS) {
+      expect(output, explain(`"${backend}: serves SSE ..." did not pass`, output)).toContain(
+        `${backend}: serves SSE with Deno.serve: snapshot, history, live events, resume ... ok`,
+      );
       for (const scenario of scenarios) {
         expect(output, explain(`"${backend}: ${scenario.name}" did not pass`, output)).toContain(
           `${backend}: ${scenario.name} ... ok`,

@@ -38,12 +38,13 @@ function same(a: unknown, b: unknown): boolean {
   return ka.every((k) => same((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }
 
-function equal(actual: unknown, expected: unknown, what: string): void {
+/** `actual` deep-equals `expected` (JSON-like values, key order ignored), else a {@link ScenarioError} naming `what`. */
+export function equal(actual: unknown, expected: unknown, what: string): void {
   if (!same(actual, expected)) throw new ScenarioError(`${what}: expected ${show(expected)}, got ${show(actual)}`);
 }
 
 /** Every key of `expected` has the same value in `actual`. */
-function matches(actual: unknown, expected: Record<string, unknown>, what: string): void {
+export function matches(actual: unknown, expected: Record<string, unknown>, what: string): void {
   if (actual === null || typeof actual !== "object") {
     throw new ScenarioError(`${what}: expected an object like ${show(expected)}, got ${show(actual)}`);
   }

@@ -3,16 +3,20 @@
  * BUILT package (dist/, by `npm run build`) publishes through the Upstash
  * adapter to a local Upstash-compatible REST server in front of a real Redis.
  * Node then reads Redis directly: the events are under the documented keys,
- * with the documented fields.
+ * with the documented fields. The Worker also serves `progress.sse` while Node
+ * publishes to the same Redis (node-redis adapter, same default prefix).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
+import { createProgress, type Progress } from "../../src/index.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
 import { startUpstashServer, type UpstashServer } from "../support/upstash-server.ts";
 import { scenarios } from "./scenarios.ts";
+import { type SseHarness, sseLive, sseResume } from "./sse.ts";
 
 const ENTRY = "test/runtimes/workerd/entry.js";
 const TS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -187,6 +191,54 @@ describe("runtime: workerd (miniflare)", () => {
       expect(failed, failed.join("\n")).toEqual([]);
     });
   }
+
+  /**
+   * The Worker serves `GET /sse`; Node publishes with node-redis on the same
+   * Redis and default prefix (`pc`) and reads the stream with XRANGE.
+   */
+  const harness = (publisher: Progress): SseHarness => ({
+    async open(path, headers = {}) {
+      if (!mf) throw new Error("miniflare did not start");
+      return await mf.dispatchFetch(`http://worker.test${path}`, { headers });
+    },
+    async publish(op, update) {
+      const r = await publisher.publish(op, update);
+      if (!r.ok) throw new Error(`publish ${JSON.stringify(update)} on ${op}: ${JSON.stringify(r)}`);
+      return r.id;
+    },
+    async streamIds(op) {
+      if (!inspector) throw new Error("redis did not start");
+      const raw = (await inspector.sendCommand(["XRANGE", `pc:{${op}}:events`, "-", "+"])) as [string, string[]][];
+      return raw.map(([id]) => id);
+    },
+  });
+
+  const withNodePublisher = async (run: (h: SseHarness) => Promise<void>): Promise<void> => {
+    if (!redis) throw new Error("redis did not start");
+    const publisher = createProgress({ port: nodeRedis({ url: redis.url }), logger: {} });
+    try {
+      await run(harness(publisher));
+    } finally {
+      await publisher.close();
+    }
+  };
+
+  it("streams SSE: snapshot, history, live events published from Node, then closes after the terminal event", async () => {
+    if (!rest) throw new Error("backends did not start");
+    const server = rest;
+    await withNodePublisher(async (h) => {
+      await sseLive(h, `sse-${Date.now().toString(36)}`);
+      // Closed means freed: the Worker's watch no longer polls the REST server.
+      await new Promise((r) => setTimeout(r, 300));
+      const requests = server.requests;
+      await new Promise((r) => setTimeout(r, 600));
+      expect(server.requests, "REST requests after the stream closed").toBe(requests);
+    });
+  }, 30_000);
+
+  it("resumes SSE from Last-Event-ID (and ?after=): only the later events, then live ones", async () => {
+    await withNodePublisher((h) => sseResume(h, `sse-resume-${Date.now().toString(36)}`));
+  }, 30_000);
 
   it("answers 404 for an unknown route", async () => {
     if (!mf) throw new Error("miniflare did not start");

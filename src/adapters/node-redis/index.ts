@@ -313,7 +313,14 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     },
 
     async pending(key, group) {
-      const reply = await command(["XPENDING", key, group], "pending");
+      let reply: unknown;
+      try {
+        reply = await command(["XPENDING", key, group], "pending");
+      } catch (error) {
+        // No stream or no group: nothing is pending (as the other backends answer).
+        if (error instanceof Error && error.message.includes("NOGROUP")) return 0;
+        throw error;
+      }
       return Array.isArray(reply) ? Number(reply[0]) : 0;
     },
 

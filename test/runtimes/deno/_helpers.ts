@@ -1,6 +1,7 @@
 /**
- * Shared by the Deno tests: registers the runtime scenarios as `Deno.test`s
- * and checks the wire format in Redis with a plain node-redis client.
+ * Shared by the Deno tests: registers the runtime scenarios as `Deno.test`s,
+ * checks the wire format in Redis with a plain node-redis client, and serves
+ * `progress.sse` with `Deno.serve` for the SSE checks (../sse.ts).
  *
  * Run by test/runtimes/deno.test.ts, which starts Redis and the Upstash REST
  * server and passes their addresses in the environment. Run by hand:
@@ -13,6 +14,7 @@ import assert from "node:assert/strict";
 import type { Progress } from "@progresscast/progresscast";
 import { createClient } from "redis";
 import { scenarios, uniquePrefix } from "../scenarios.ts";
+import { type SseHarness, sseLive, sseResume } from "../sse.ts";
 
 /** Addresses of the backends, from the environment. */
 export const env = {
@@ -97,4 +99,63 @@ export async function assertWireFormat(progress: Progress, prefix: string, redis
   } finally {
     await redis.close();
   }
+}
+
+/** The managers of one SSE test: `server` answers `GET /sse`, `publisher` publishes (maybe the same manager). */
+export interface SseSetup {
+  readonly server: Progress;
+  readonly publisher: Progress;
+  /** The operation's stream entry ids, oldest first, as the backend holds them. */
+  readonly streamIds: (op: string) => Promise<string[]>;
+}
+
+/** Stream entry ids read from Redis directly (XRANGE), for a prefix. */
+export function redisStreamIds(redisUrl: string, prefix: string): (op: string) => Promise<string[]> {
+  return async (op) => {
+    const redis = createClient({ url: redisUrl, RESP: 2 });
+    await redis.connect();
+    try {
+      const raw = (await redis.sendCommand(["XRANGE", `${prefix}:{${op}}:events`, "-", "+"])) as [string, string[]][];
+      return raw.map(([id]) => id);
+    } finally {
+      await redis.close();
+    }
+  };
+}
+
+/**
+ * Register the SSE test of one backend: `progress.sse(request, op)` served by
+ * `Deno.serve({ port: 0 })`, read with Deno's fetch while `publisher`
+ * publishes; the live and resume checks of ../sse.ts.
+ */
+export function defineSse(backend: string, setup: (prefix: string) => SseSetup, ignore = false): void {
+  Deno.test({
+    name: `${backend}: serves SSE with Deno.serve: snapshot, history, live events, resume`,
+    ignore,
+    async fn() {
+      const { server, publisher, streamIds } = setup(uniquePrefix());
+      const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+        const url = new URL(request.url);
+        if (url.pathname !== "/sse") return new Response("not found", { status: 404 });
+        return await server.sse(request, url.searchParams.get("op") ?? "");
+      });
+      const harness: SseHarness = {
+        open: (path, headers = {}) => fetch(`http://127.0.0.1:${http.addr.port}${path}`, { headers }),
+        async publish(op, update) {
+          const r = await publisher.publish(op, update);
+          assert.ok(r.ok, `publish ${JSON.stringify(update)} on ${op}: ${JSON.stringify(r)}`);
+          return r.id;
+        },
+        streamIds,
+      };
+      try {
+        await sseLive(harness, "sse-live");
+        await sseResume(harness, "sse-resume");
+      } finally {
+        // Closing the managers ends any stream still open, so the server can shut down.
+        await Promise.all([server.close(), publisher.close()]);
+        await http.shutdown();
+      }
+    },
+  });
 }

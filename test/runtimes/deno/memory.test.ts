@@ -1,9 +1,19 @@
 import assert from "node:assert/strict";
 import { createProgress, isProgressValidationError } from "@progresscast/progresscast";
 import { memory } from "@progresscast/progresscast/memory";
-import { defineScenarios } from "./_helpers.ts";
+import { defineScenarios, defineSse } from "./_helpers.ts";
 
 defineScenarios("memory", (prefix) => createProgress({ port: memory(), prefix, logger: {} }));
+
+defineSse("memory", (prefix) => {
+  // One process, one memory backend: the serving manager publishes too.
+  const progress = createProgress({ port: memory(), prefix, logger: {} });
+  return {
+    server: progress,
+    publisher: progress,
+    streamIds: async (op) => (await progress.history(op)).map((e) => e.id),
+  };
+});
 
 Deno.test("memory: createProgress() runs on the memory backend by default and supports await using", async () => {
   let op: string | null;

@@ -1,6 +1,6 @@
 import { createProgress } from "@progresscast/progresscast";
 import { nodeRedis } from "@progresscast/progresscast/node-redis";
-import { assertWireFormat, defineScenarios, env, uniquePrefix } from "./_helpers.ts";
+import { assertWireFormat, defineScenarios, defineSse, env, redisStreamIds, uniquePrefix } from "./_helpers.ts";
 
 const url = env.redisUrl ?? "";
 const ignore = env.redisUrl === undefined;
@@ -20,3 +20,14 @@ Deno.test({
     }
   },
 });
+
+// Two managers on one Redis and prefix: the server's watch sees what the other publishes.
+defineSse(
+  "node-redis",
+  (prefix) => ({
+    server: createProgress({ port: nodeRedis({ url }), prefix, logger: {} }),
+    publisher: createProgress({ port: nodeRedis({ url }), prefix, logger: {} }),
+    streamIds: redisStreamIds(url, prefix),
+  }),
+  ignore,
+);

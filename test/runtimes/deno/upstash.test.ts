@@ -1,6 +1,6 @@
 import { createProgress } from "@progresscast/progresscast";
 import { upstash } from "@progresscast/progresscast/upstash";
-import { assertWireFormat, defineScenarios, env, uniquePrefix } from "./_helpers.ts";
+import { assertWireFormat, defineScenarios, defineSse, env, redisStreamIds, uniquePrefix } from "./_helpers.ts";
 
 const url = env.upstashUrl ?? "";
 const token = env.upstashToken ?? "";
@@ -24,3 +24,14 @@ Deno.test({
     }
   },
 });
+
+// Served over REST (the watch polls), published over REST by another manager, read back from Redis.
+defineSse(
+  "upstash",
+  (prefix) => ({
+    server: createProgress({ port: port(), prefix, logger: {} }),
+    publisher: createProgress({ port: port(), prefix, logger: {} }),
+    streamIds: redisStreamIds(env.redisUrl ?? "", prefix),
+  }),
+  ignore,
+);

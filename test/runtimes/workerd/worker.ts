@@ -12,6 +12,10 @@
  *   history; answers JSON.
  * - `GET /scenarios?backend=upstash|memory`: run the shared runtime scenarios
  *   (../scenarios.ts); answers JSON with one result per scenario.
+ * - `GET /sse?op=<op>`: `progress.sse(request, op)` on the Upstash adapter
+ *   (default prefix): the `text/event-stream` Response, streamed until the
+ *   operation ends or the client goes away. `Last-Event-ID` and `?after=` are
+ *   the library's to honour.
  *
  * @module
  */
@@ -40,14 +44,61 @@ interface Context {
   readonly url: URL;
   readonly env: Env;
   readonly lib: Library;
-  /** A manager on the chosen backend, closed after the route answers. */
+  /**
+   * A manager on the chosen backend, closed after the route answers, or after
+   * the body of the response passed to `streaming` ends.
+   */
   readonly progress: (options?: { readonly backend?: string; readonly prefix?: string }) => Progress;
+  /** Keep this request's managers open while `response`'s body streams; close them when it ends or is cancelled. */
+  readonly streaming: (response: Response) => Response;
 }
 
 type Route = (ctx: Context) => Promise<Response>;
 
 function json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+}
+
+/**
+ * The same response, whose body calls `done` once: before it closes, when it
+ * errors, or when the client cancels it (then the original body is cancelled too).
+ */
+function closeAfterBody(response: Response, done: () => Promise<void>): Response {
+  const source = response.body;
+  if (source === null) {
+    void done();
+    return response;
+  }
+  const reader = source.getReader();
+  let finished: Promise<void> | undefined;
+  const finish = (): Promise<void> => {
+    finished ??= done();
+    return finished;
+  };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        await finish();
+        controller.error(error);
+        return;
+      }
+      if (chunk.done) {
+        await finish();
+        controller.close();
+      } else controller.enqueue(chunk.value);
+    },
+    async cancel(reason) {
+      try {
+        await reader.cancel(reason);
+      } finally {
+        await finish();
+      }
+    },
+  });
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
 const routes: Record<string, Route> = {
@@ -75,6 +126,11 @@ const routes: Record<string, Route> = {
     const results = await runScenarios(() => progress({ backend, prefix: uniquePrefix() }));
     return json({ backend, results });
   },
+
+  async "GET /sse"({ request, url, progress, streaming }) {
+    const op = url.searchParams.get("op") ?? "";
+    return streaming(await progress().sse(request, op));
+  },
 };
 
 /**
@@ -93,6 +149,14 @@ export function createWorker(lib: Library): { fetch(request: Request, env: Env):
       if (route === undefined) return json({ error: `no route ${request.method} ${url.pathname}` }, 404);
       // Workers may not share I/O objects between requests: one set of managers per request.
       const open: Progress[] = [];
+      const closeAll = async (): Promise<void> => {
+        await Promise.all(open.splice(0).map((p) => p.close()));
+      };
+      let streamed = false;
+      const streaming: Context["streaming"] = (response) => {
+        streamed = true;
+        return closeAfterBody(response, closeAll);
+      };
       const progress: Context["progress"] = (options = {}) => {
         const port: StreamPort =
           (options.backend ?? "upstash") === "memory"
@@ -103,12 +167,14 @@ export function createWorker(lib: Library): { fetch(request: Request, env: Env):
         return manager;
       };
       try {
-        return await route({ request, url, env, lib, progress });
+        return await route({ request, url, env, lib, progress, streaming });
       } catch (error) {
         const e = error instanceof Error ? error : new Error(String(error));
+        streamed = false; // no body will close them
         return json({ error: `${e.name}: ${e.message}`, stack: e.stack }, 500);
       } finally {
-        await Promise.all(open.map((p) => p.close()));
+        // A streamed body closes its managers when it ends.
+        if (!streamed) await closeAll();
       }
     },
   };
