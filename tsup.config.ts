@@ -12,8 +12,17 @@ export const entries: Record<string, string> = {
   "prometheus/index": "src/prometheus/index.ts",
 };
 
+/**
+ * Executables: built like the entries but reached through package.json `bin`,
+ * not `exports` (so scripts/check-exports.ts leaves them out). The source
+ * starts with `#!/usr/bin/env node`, which the build keeps and marks executable.
+ */
+export const binEntries: Record<string, string> = {
+  "cli/index": "src/cli/index.ts",
+};
+
 export default defineConfig({
-  entry: entries,
+  entry: { ...entries, ...binEntries },
   format: ["esm"],
   target: "es2022",
   dts: true,

@@ -331,6 +331,8 @@ export function follow<TData = Record<string, unknown>>(
   /** Handles one SSE message; returns true when following should stop (terminal event). */
   const handle = (name: string, data: string, id: string): boolean => {
     let e: Event;
+    // An operation not known yet (or a scope's reset) has no snapshot: nothing to merge.
+    if (data === "null") return false;
     try {
       const kind = name === "snapshot" || name === "reset" ? name : "event";
       e = { ...JSON.parse(data), kind };

@@ -96,6 +96,7 @@ export class Hub {
         const interrupt = new AbortController();
         this.#interrupt = interrupt;
         const cursors = [...this.#keys].map(([key, s]) => ({ key, after: s.cursor }));
+        const asked = new Map(cursors.map((c) => [c.key, c.after]));
         let batches: Awaited<ReturnType<StreamPort["wait"]>>;
         try {
           batches = await this.#port.wait(cursors, { blockMs: this.#blockMs, count: 500, signal: interrupt.signal });
@@ -111,6 +112,10 @@ export class Hub {
           const state = this.#keys.get(key);
           const last = entries[entries.length - 1];
           if (!state || !last) continue;
+          // A watcher subscribed during the read and lowered the cursor: read again from there
+          // (listeners drop repeats) instead of moving the cursor past what it still needs.
+          const from = asked.get(key);
+          if (from !== undefined && compareIds(state.cursor, from) < 0) continue;
           if (compareIds(last.id, state.cursor) > 0) state.cursor = last.id;
           for (const listener of state.listeners) listener.deliver(entries);
           const ms = Number(last.id.split("-")[0]);

@@ -174,6 +174,30 @@ export function deliveryTests(harness: () => Harness, make: Make): void {
       }
     });
 
+    it("watchers joining while events stream in each get every event once, in order", async () => {
+      const { progress } = make({ estimate: false });
+      const total = 150;
+      const watchers: Array<Promise<WatchItem[]>> = [];
+      const publishing = (async () => {
+        for (let i = 1; i <= total; i++) {
+          await progress.publish("join", { progress: (i / total) * 99 }, { scope: "join-scope" });
+          await new Promise((r) => setTimeout(r, 1));
+        }
+        await progress.publish("join", { status: "completed" }, { scope: "join-scope" });
+      })();
+      // Watchers join at their own pace while the reader is busy reading.
+      for (let w = 0; w < 20; w++) {
+        watchers.push(collect(progress.watch("join"), total + 2));
+        watchers.push(collect(progress.watch({ scope: "join-scope" }), total + 1));
+        await new Promise((r) => setTimeout(r, 7));
+      }
+      await publishing;
+      for (const items of await Promise.all(watchers)) {
+        const seqs = items.flatMap((item) => (item.kind === "event" ? [item.event.seq] : []));
+        expect(seqs).toEqual(Array.from({ length: total + 1 }, (_, k) => k + 1));
+      }
+    });
+
     it("breaking out of a watch releases it; abort ends it", async () => {
       const { progress } = make();
       await progress.publish("brk", { progress: 1 });

@@ -1,0 +1,204 @@
+/**
+ * Which backend the command talks to (flags, then environment), opening it,
+ * and turning its failures into one clear line.
+ *
+ * @module
+ */
+import {
+  createProgress,
+  isBackendError,
+  isConnectionClosedError,
+  isProgressValidationError,
+  isTimeoutError,
+  type Logger,
+  type Progress,
+  type StreamPort,
+} from "../index.ts";
+import { EXIT, type OptionValues, str, UsageError } from "./args.ts";
+
+/** How long a command waits for Redis before giving up: short, so a wrong URL fails fast. */
+export const CONNECT_TIMEOUT_MS = 2000;
+
+/** Where the backend is, before anything is opened. */
+export type BackendConfig =
+  | { readonly kind: "redis"; readonly url: string; readonly prefix: string | undefined }
+  | { readonly kind: "upstash"; readonly url: string; readonly token: string; readonly prefix: string | undefined };
+
+/** Environment variables the command reads. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === "" ? undefined : v);
+
+/**
+ * Pick the backend: `--redis`, `--upstash-url`, then `REDIS_URL`, then
+ * `UPSTASH_REDIS_REST_URL`. Null when none is given.
+ *
+ * @throws {UsageError} for both flags at once, a URL of the wrong kind or a missing token.
+ */
+export function backendConfig(values: OptionValues, env: Env): BackendConfig | null {
+  const prefix = str(values, "prefix");
+  const redisFlag = nonEmpty(str(values, "redis"));
+  const upstashFlag = nonEmpty(str(values, "upstash-url"));
+  if (redisFlag !== undefined && upstashFlag !== undefined) {
+    throw new UsageError("give either --redis or --upstash-url, not both");
+  }
+  const redis = redisFlag ?? (upstashFlag === undefined ? nonEmpty(env.REDIS_URL) : undefined);
+  if (redis !== undefined) {
+    if (!/^rediss?:\/\/\S+$/.test(redis)) {
+      throw new UsageError(`the Redis URL must start with redis:// or rediss:// (got ${JSON.stringify(redis)})`);
+    }
+    return { kind: "redis", url: redis, prefix };
+  }
+  const url = upstashFlag ?? nonEmpty(env.UPSTASH_REDIS_REST_URL);
+  if (url === undefined) return null;
+  if (!/^https?:\/\/\S+$/.test(url)) {
+    throw new UsageError(`the Upstash REST URL must start with https:// (got ${JSON.stringify(url)})`);
+  }
+  const token = nonEmpty(str(values, "upstash-token")) ?? nonEmpty(env.UPSTASH_REDIS_REST_TOKEN);
+  if (token === undefined) {
+    throw new UsageError("--upstash-url needs --upstash-token (or UPSTASH_REDIS_REST_TOKEN)");
+  }
+  return { kind: "upstash", url, token, prefix };
+}
+
+/** The message given when no backend is configured. */
+export const NO_BACKEND =
+  "no backend: pass --redis <url> (or set REDIS_URL), or --upstash-url and --upstash-token " +
+  "(or UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN). The in-memory backend cannot be shared between processes.";
+
+/** A URL fit to print: no password. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password === "") return url;
+    u.password = "***";
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+/** An opened backend and what the command needs to explain its failures. */
+export interface Backend {
+  readonly progress: Progress;
+  /** "Redis at redis://127.0.0.1:6379" or "Upstash at https://...". */
+  readonly where: string;
+  /** The last connection error the client reported, if any. */
+  readonly connectionError: () => string | undefined;
+}
+
+/** A logger for long-running commands: one line per warning on stderr, at most one every 5 s. */
+export function stderrLogger(write: (line: string) => void): Logger {
+  let last = 0;
+  const line = (message: string, fields: Readonly<Record<string, unknown>>): void => {
+    const now = Date.now();
+    if (now - last < 5000) return;
+    last = now;
+    const error = fields.error;
+    write(`progresscast: warning: ${message}${error instanceof Error ? `: ${error.message}` : ""}\n`);
+  };
+  return { warn: line, error: line };
+}
+
+/**
+ * Open the backend (lazily: the first command connects). The adapters are
+ * imported only when chosen, so `redis` and `@upstash/redis` stay optional.
+ */
+export async function openBackend(config: BackendConfig, logger: Logger): Promise<Backend> {
+  let lastError: string | undefined;
+  let port: StreamPort;
+  let where: string;
+  if (config.kind === "redis") {
+    const { nodeRedis } = await importAdapter(
+      () => import("../adapters/node-redis/index.ts"),
+      "redis",
+      "--redis needs the `redis` package: npm install redis",
+    );
+    where = `Redis at ${redact(config.url)}`;
+    port = nodeRedis({
+      url: config.url,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      onConnectionError: (error) => {
+        lastError = error.message || error.name;
+      },
+    });
+  } else {
+    const { upstash } = await importAdapter(
+      () => import("../adapters/upstash/index.ts"),
+      "@upstash/redis",
+      "--upstash-url needs the `@upstash/redis` package: npm install @upstash/redis",
+    );
+    where = `Upstash at ${config.url}`;
+    port = upstash({ url: config.url, token: config.token, retry: { retries: 2, backoff: (n) => 100 * 2 ** n } });
+  }
+  const progress = createProgress({
+    port,
+    ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
+    logger,
+    // A command publishes what it is told, at once.
+    throttle: false,
+  });
+  return { progress, where, connectionError: () => lastError };
+}
+
+async function importAdapter<T>(load: () => Promise<T>, pkg: string, hint: string): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code === "ERR_MODULE_NOT_FOUND" && error instanceof Error && error.message.includes(`'${pkg}'`)) {
+      throw new UsageError(hint);
+    }
+    throw error;
+  }
+}
+
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ETIMEDOUT",
+  "EPIPE",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_SOCKET",
+]);
+
+/**
+ * The network failure in a cause chain (ECONNREFUSED and the like), if any.
+ * Some clients rethrow such failures without their cause: their message
+ * (`fetch failed`, `connect ECONNREFUSED ...`) is all that is left to go on.
+ */
+function networkCause(error: unknown): Error | undefined {
+  let e: unknown = error;
+  let found: Error | undefined;
+  for (let depth = 0; depth < 8 && e instanceof Error; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && NETWORK_CODES.has(code)) return e;
+    if (/\bfetch failed\b|\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT)\b/.test(e.message)) {
+      found ??= e;
+    }
+    e = e.cause;
+  }
+  return found;
+}
+
+/** A failure as one line for stderr, and the exit status it calls for. */
+export function explain(error: unknown, backend: Backend | undefined): { message: string; code: number } {
+  if (error instanceof UsageError) return { message: error.message, code: EXIT.usage };
+  if (isProgressValidationError(error)) return { message: error.message, code: EXIT.usage };
+  const message = error instanceof Error ? error.message : String(error);
+  if (backend !== undefined) {
+    const network = networkCause(error);
+    const connectionError = backend.connectionError();
+    if (isTimeoutError(error) || isConnectionClosedError(error) || network !== undefined) {
+      const why = network?.message ?? connectionError ?? message;
+      const detail = why === message ? message : `${why} (${message})`;
+      return { message: `cannot reach ${backend.where}: ${detail}`, code: EXIT.failure };
+    }
+    if (isBackendError(error)) return { message: `${backend.where} failed: ${message}`, code: EXIT.failure };
+  }
+  return { message, code: EXIT.failure };
+}
