@@ -16,7 +16,8 @@ interface Pending {
 export class Batcher {
   #queue: Pending[] = [];
   #scheduled = false;
-  #inFlight = new Set<Promise<void>>();
+  #inFlight = 0;
+  #idle: Array<() => void> = [];
   readonly #port: StreamPort;
   readonly #options: AppendOptions;
   readonly #maxBatch: number;
@@ -33,29 +34,28 @@ export class Batcher {
       this.#queue.push({ item, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
-        queueMicrotask(() => this.#drain());
+        queueMicrotask(this.#drain);
       }
     });
   }
 
   /** Resolves when every append queued so far has been answered. */
   async idle(): Promise<void> {
-    while (this.#queue.length > 0 || this.#inFlight.size > 0) {
+    while (this.#queue.length > 0 || this.#inFlight > 0) {
       if (this.#queue.length > 0 && !this.#scheduled) this.#drain();
-      await Promise.allSettled([...this.#inFlight]);
-      if (this.#queue.length > 0) await Promise.resolve();
+      await new Promise<void>((resolve) => this.#idle.push(resolve));
     }
   }
 
-  #drain(): void {
+  readonly #drain = (): void => {
     this.#scheduled = false;
     while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.#maxBatch);
-      const sent = this.#send(batch);
-      this.#inFlight.add(sent);
-      void sent.finally(() => this.#inFlight.delete(sent));
+      const batch = this.#queue.length <= this.#maxBatch ? this.#queue : this.#queue.splice(0, this.#maxBatch);
+      if (batch === this.#queue) this.#queue = [];
+      this.#inFlight++;
+      void this.#send(batch);
     }
-  }
+  };
 
   async #send(batch: Pending[]): Promise<void> {
     try {
@@ -73,6 +73,9 @@ export class Batcher {
         ? cause
         : new BackendError(`The ${this.#port.name} backend failed: ${String(cause)}`, { cause });
       for (const p of batch) p.reject(error);
+    } finally {
+      this.#inFlight--;
+      if (this.#idle.length > 0) for (const wake of this.#idle.splice(0)) wake();
     }
   }
 }

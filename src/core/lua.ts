@@ -94,10 +94,11 @@ export function encodeAppend(items: readonly AppendItem[], options: AppendOption
       (item.allowAfterTerminal ? 2 : 0) |
       (item.scopeKey ? 4 : 0) |
       (item.terminal ? 8 : 0);
-    const fieldArgs: string[] = [];
-    for (const name in item.fields) fieldArgs.push(name, item.fields[name] as string);
-    args.push(String(flags), item.fields.progress ?? "", String(fieldArgs.length));
-    for (const value of fieldArgs) args.push(value);
+    const at = args.length;
+    args.push(String(flags), item.fields.progress ?? "", "");
+    const { fields } = item;
+    for (const name in fields) args.push(name, fields[name] as string);
+    args[at + 2] = String(args.length - at - 3);
   }
   return { keys, args };
 }

@@ -9,6 +9,7 @@ import {
 } from "./errors.ts";
 import { Estimator } from "./estimate.ts";
 import { Hub } from "./hub.ts";
+import { noMetrics } from "./observe.ts";
 import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import type { AppendItem, AppendResult } from "./port.ts";
 import { type SseOptions, sseResponse, type WatchTarget } from "./sse.ts";
@@ -386,11 +387,16 @@ export class Progress implements AsyncDisposable {
   }
 
   #prepare(op: string, update: ProgressUpdate, options: PublishOptions): AppendItem {
-    const fields = encodeUpdate(op, update);
+    const now = new Date();
+    const fields = encodeUpdate(op, update, now);
     if (options.scope !== undefined) assertId(options.scope, "scope");
     const terminal = isTerminal(fields.status);
     if (this.#o.estimate && fields.eta === undefined && fields.progress !== undefined && !terminal) {
-      const eta = this.#estimator.sample(op, Number(fields.progress), Date.parse(fields.ts ?? ""));
+      const eta = this.#estimator.sample(
+        op,
+        Number(fields.progress),
+        update.ts === undefined ? now.getTime() : update.ts.getTime(),
+      );
       if (eta !== undefined) fields.eta = String(eta);
     }
     if (terminal) {
@@ -429,7 +435,8 @@ export class Progress implements AsyncDisposable {
       return { ok: false, outcome: "failed", error };
     }
     const attempts = item.terminal ? this.#o.retry.attempts : 0;
-    const started = performance.now();
+    const timed = this.#o.metrics !== noMetrics;
+    const started = timed ? performance.now() : 0;
     for (let attempt = 0; ; attempt++) {
       let result: AppendResult;
       try {
@@ -445,7 +452,7 @@ export class Progress implements AsyncDisposable {
         this.#fail(error, op, cid);
         return { ok: false, outcome: "failed", error };
       }
-      this.#o.metrics.observe("publish_latency_ms", performance.now() - started);
+      if (timed) this.#o.metrics.observe("publish_latency_ms", performance.now() - started);
       if (result.cancelled !== null) {
         for (const listener of this.#cancelListeners.get(op) ?? []) listener(result.cancelled);
       }

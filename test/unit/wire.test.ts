@@ -8,6 +8,7 @@ import {
   MAX_DATA_BYTES,
   MAX_MESSAGE_LENGTH,
   type ProgressUpdate,
+  ProgressUpdateSchema,
   WireEventSchema,
 } from "../../src/core/wire.ts";
 
@@ -152,5 +153,55 @@ describe("JSON Schema", () => {
     const schema = JSON.parse(wireSchemaJson());
     expect(schema.required).toEqual(["v", "op", "seq", "type", "status", "ts"]);
     expect(schema.properties.status.enum).toEqual(["queued", "running", "completed", "failed", "cancelled"]);
+  });
+});
+
+describe("validation fast path", () => {
+  it("accepts exactly what the zod schema accepts", () => {
+    const value = fc.oneof(
+      fc.constant(undefined),
+      fc.double(),
+      fc.integer({ min: -5, max: 200 }),
+      fc.string({ maxLength: 4 }),
+      fc.constantFrom("running", "completed", "failed", "queued", "cancelled", "progress", "file_done", "x y"),
+      fc.constant(null),
+      fc.dictionary(fc.string({ maxLength: 3 }), fc.integer()),
+      fc.array(fc.integer(), { maxLength: 2 }),
+      fc.date({ noInvalidDate: false }),
+    );
+    fc.assert(
+      fc.property(
+        fc.record(
+          {
+            progress: value,
+            current: value,
+            total: value,
+            message: value,
+            status: value,
+            type: value,
+            cid: value,
+            data: value,
+            eta: value,
+            ts: value,
+          },
+          { requiredKeys: [] },
+        ),
+        (update) => {
+          const zodOk = ProgressUpdateSchema.safeParse(update).success;
+          let ours = true;
+          try {
+            encodeUpdate("op", update as ProgressUpdate, now);
+          } catch (error) {
+            if (!isProgressValidationError(error)) throw error;
+            const e = error as ProgressValidationError;
+            ours = false;
+            // Only the cross-field rules may refuse what zod accepts.
+            if (zodOk) expect(["current", "ts"]).toContain(e.field);
+          }
+          if (!zodOk) expect(ours).toBe(false);
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 });

@@ -190,13 +190,17 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     what: string,
   ): Promise<unknown> => {
     if (!client.isReady) await ready(client, what);
-    const n = String(keys.length);
+    const call = ["EVALSHA", sha, String(keys.length)];
+    for (const k of keys) call.push(k);
+    for (const a of args) call.push(a);
     try {
-      return await client.sendCommand(["EVALSHA", sha, n, ...keys, ...args]);
+      return await client.sendCommand(call);
     } catch (cause) {
       if (!isNoScript(cause)) throw mapError(cause, what);
     }
-    return await command(["EVAL", source, n, ...keys, ...args], what);
+    call[0] = "EVAL";
+    call[1] = source;
+    return await command(call, what);
   };
 
   const dedicated = (): NodeRedisClient => {
