@@ -10,6 +10,7 @@ export const entries: Record<string, string> = {
   "client/index": "src/client/index.ts",
   "node/index": "src/node/index.ts",
   "prometheus/index": "src/prometheus/index.ts",
+  "schema/index": "src/schema/index.ts",
 };
 
 /**

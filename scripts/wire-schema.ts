@@ -5,7 +5,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import * as z from "zod/mini";
-import { WireEventSchema } from "../src/core/wire.ts";
+import { WireEventSchema } from "../src/schema/index.ts";
 
 export function wireSchemaJson(): string {
   const schema = {

@@ -48,5 +48,4 @@ export {
   TERMINAL_STATUSES,
   WIRE_VERSION,
   type WireEvent,
-  WireEventSchema,
 } from "./wire.ts";

@@ -1,4 +1,3 @@
-import * as z from "zod/mini";
 import type { ProgressError } from "./errors.ts";
 import { ProgressValidationError } from "./errors.ts";
 import { defaultKeys, type KeyStrategy } from "./keys.ts";
@@ -100,25 +99,30 @@ export interface ResolvedOptions {
   readonly estimate: boolean;
 }
 
-const positiveInt = z.int().check(z.positive());
-const Schema = z.object({
-  prefix: z.optional(z.string().check(z.regex(/^[A-Za-z0-9_.:-]{1,64}$/))),
-  ttlSeconds: z.optional(positiveInt),
-  terminalTtlSeconds: z.optional(positiveInt),
-  maxLen: z.optional(positiveInt),
-  throttle: z.optional(z.union([z.literal(false), z.object({ intervalMs: z.int().check(z.minimum(0)) })])),
-  retry: z.optional(
-    z.object({
-      attempts: z.optional(z.int().check(z.minimum(0), z.maximum(20))),
-      minDelayMs: z.optional(z.int().check(z.minimum(0))),
-      maxDelayMs: z.optional(z.int().check(z.minimum(0))),
-    }),
-  ),
-  maxBatch: z.optional(z.int().check(z.minimum(1), z.maximum(10_000))),
-  blockMs: z.optional(z.int().check(z.minimum(10))),
-  cancelCheckMs: z.optional(z.int().check(z.minimum(10))),
-  estimate: z.optional(z.boolean()),
-});
+type Rule = readonly [path: string, check: (v: unknown) => boolean, expected: string];
+const int =
+  (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  (v: unknown) =>
+    Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max;
+const RULES: readonly Rule[] = [
+  ["prefix", (v) => typeof v === "string" && /^[A-Za-z0-9_.:-]{1,64}$/.test(v), "1 to 64 of A-Z a-z 0-9 _ . : -"],
+  ["ttlSeconds", int(1), "a positive integer"],
+  ["terminalTtlSeconds", int(1), "a positive integer"],
+  ["maxLen", int(1), "a positive integer"],
+  [
+    "throttle",
+    (v) => v === false || (v !== null && typeof v === "object" && int(0)((v as { intervalMs?: unknown }).intervalMs)),
+    "false or { intervalMs: a non-negative integer }",
+  ],
+  ["retry", (v) => v !== null && typeof v === "object", "an object"],
+  ["retry.attempts", int(0, 20), "an integer from 0 to 20"],
+  ["retry.minDelayMs", int(0), "a non-negative integer"],
+  ["retry.maxDelayMs", int(0), "a non-negative integer"],
+  ["maxBatch", int(1, 10_000), "an integer from 1 to 10000"],
+  ["blockMs", int(10), "an integer of at least 10"],
+  ["cancelCheckMs", int(10), "an integer of at least 10"],
+  ["estimate", (v) => typeof v === "boolean", "true or false"],
+];
 
 /**
  * Parse options once into their resolved form.
@@ -132,20 +136,12 @@ export function resolveOptions(options: ProgressOptions): ResolvedOptions {
       "must be a StreamPort, e.g. memory() or nodeRedis({ url })",
     );
   }
-  const parsed = Schema.safeParse(options);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const path = (issue?.path ?? []).map(String);
+  for (const [path, check, expected] of RULES) {
     let value: unknown = options;
-    for (const key of path) value = (value as Record<string, unknown> | undefined)?.[key];
-    throw new ProgressValidationError(
-      path.join(".") || "options",
-      value,
-      issue?.message ?? "invalid",
-      parsed.error.issues.map((i) => ({ path: i.path, message: i.message })),
-    );
+    for (const key of path.split(".")) value = (value as Record<string, unknown> | undefined)?.[key];
+    if (value !== undefined && !check(value)) throw new ProgressValidationError(path, value, `must be ${expected}`);
   }
-  const o = parsed.data;
+  const o = options;
   return {
     port: options.port,
     keys: options.keys ?? defaultKeys(o.prefix ?? "pc"),

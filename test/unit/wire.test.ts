@@ -1,6 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { memory } from "../../src/adapters/memory/index.ts";
 import { isProgressValidationError, type ProgressValidationError } from "../../src/core/errors.ts";
+import { Progress } from "../../src/core/progress.ts";
 import {
   decodeEvent,
   encodeUpdate,
@@ -8,9 +10,8 @@ import {
   MAX_DATA_BYTES,
   MAX_MESSAGE_LENGTH,
   type ProgressUpdate,
-  ProgressUpdateSchema,
-  WireEventSchema,
 } from "../../src/core/wire.ts";
+import { ProgressUpdateSchema, WireEventSchema } from "../../src/schema/index.ts";
 
 const now = new Date("2026-11-22T14:30:00.000Z");
 
@@ -203,5 +204,26 @@ describe("validation fast path", () => {
       ),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe("options", () => {
+  it("bad options get a typed error naming the option", () => {
+    const port = memory();
+    const bad: Array<[Record<string, unknown>, string]> = [
+      [{ ttlSeconds: 0 }, "ttlSeconds"],
+      [{ maxLen: 1.5 }, "maxLen"],
+      [{ prefix: "a b" }, "prefix"],
+      [{ throttle: { intervalMs: -1 } }, "throttle"],
+      [{ retry: { attempts: 99 } }, "retry.attempts"],
+      [{ estimate: "yes" }, "estimate"],
+    ];
+    for (const [options, field] of bad) {
+      expect(() => new Progress({ port, ...options })).toThrow(
+        expect.objectContaining({ name: "ProgressValidationError", field }),
+      );
+    }
+    expect(() => new Progress({ port: {} as never })).toThrow(expect.objectContaining({ field: "port" }));
+    expect(() => new Progress({ port, throttle: false, retry: { attempts: 0 } })).not.toThrow();
   });
 });
