@@ -10,8 +10,9 @@ interface Pending {
 /**
  * Gathers the appends pending at the same moment (many jobs reporting from
  * one process) into one port call, so the backend sees one script call per
- * batch instead of one per publish. A batch is sent on the next microtask;
- * batches are capped so one call never grows without bound.
+ * batch instead of one per publish. With nothing in flight an append is sent
+ * at once; otherwise it joins the batch sent on the next microtask. Batches
+ * are capped so one call never grows without bound.
  */
 export class Batcher {
   #queue: Pending[] = [];
@@ -31,6 +32,13 @@ export class Batcher {
   /** Queue one append; resolves with its result, rejects with a BackendError. */
   append(item: AppendItem): Promise<AppendResult> {
     return new Promise<AppendResult>((resolve, reject) => {
+      if (this.#inFlight === 0 && !this.#scheduled) {
+        // Nothing on the way: send at once (a lone, awaited publish pays no wait).
+        // Publishes arriving while it is in flight gather into the next batch.
+        this.#inFlight++;
+        void this.#send([{ item, resolve, reject }]);
+        return;
+      }
       this.#queue.push({ item, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
