@@ -147,14 +147,17 @@ export class Progress implements AsyncDisposable {
    * ```
    */
   report(op: string, update: ProgressUpdate, options: PublishOptions = {}): void {
-    try {
-      this.#prepare(op, update, options);
-    } catch (error) {
-      this.#fail(toError(error), op, update?.cid);
-      return;
-    }
     if (this.#o.intervalMs === 0) {
       this.#writeHeld({ op, update, options });
+      return;
+    }
+    // Refuse bad input now, while the caller's stack is there; the held update is encoded
+    // (and sampled for the estimate) once, when it is written.
+    try {
+      encodeUpdate(op, update);
+      if (options.scope !== undefined) assertId(options.scope, "scope");
+    } catch (error) {
+      this.#fail(toError(error), op, update?.cid);
       return;
     }
     if (this.#coalescer.offer(op, update, options)) this.#o.metrics.increment("events_coalesced");
