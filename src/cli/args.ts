@@ -14,7 +14,7 @@ export const EXIT = {
   failure: 1,
   /** Bad usage or bad input. */
   usage: 2,
-  /** Refused: a publish broke the ordering rules, or `cancel` found the operation already ended. */
+  /** Refused: a publish broke the ordering rules, or `cancel` found the operation already ended or unknown. */
   refused: 3,
   /** Interrupted (Ctrl-C). */
   interrupted: 130,
@@ -144,7 +144,8 @@ Options:
   --reason <text>  why (default "cancelled"), at most 512 characters
   --json           print {"op": ..., "cancelled": true|false}
 
-Exit status: 0 requested, 1 backend failure, 3 the operation already ended.`,
+Exit status: 0 requested, 1 backend failure, 3 the operation already ended
+or does not exist (nothing is written then).`,
   },
   demo: {
     name: "demo",

@@ -221,7 +221,8 @@ export async function cancel(ctx: CommandContext): Promise<number> {
     if (flag(values, "json")) io.stdout.write(`${JSON.stringify({ op, cancelled, reason })}\n`);
     else if (cancelled) io.stdout.write(`cancel requested: ${op} (${reason})\n`);
     if (cancelled) return EXIT.ok;
-    fail(io, `${op} already ended: nothing to cancel`);
+    const known = (await progress.get(op)) !== null;
+    fail(io, known ? `${op} already ended: nothing to cancel` : `no operation ${JSON.stringify(op)} (unknown, or expired): nothing to cancel`);
     return EXIT.refused;
   });
 }

@@ -55,11 +55,13 @@ end
 return out`;
 
 /**
- * Mark an operation cancelled unless it already ended. KEYS: state.
- * ARGV: reason, ttl. Reply: 1 marked, 0 already terminal.
+ * Mark an operation cancelled unless it already ended or does not exist (a
+ * typo must not leave a mark that later stops a real job). KEYS: state.
+ * ARGV: reason, ttl. Reply: 1 marked, 0 already terminal or unknown.
  */
 export const CANCEL_SCRIPT = `local st=redis.call('HGET',KEYS[1],'status')
 if st=='completed' or st=='failed' or st=='cancelled' then return 0 end
+if not st and redis.call('EXISTS',KEYS[1])==0 then return 0 end
 redis.call('HSET',KEYS[1],'cancel',ARGV[1])
 redis.call('EXPIRE',KEYS[1],ARGV[2])
 return 1`;
@@ -67,7 +69,7 @@ return 1`;
 /** SHA1 of {@link APPEND_SCRIPT}, as `SCRIPT LOAD` answers it. */
 export const APPEND_SHA = "c787fe38872c8de9375ff34edb13e8d698439f0e";
 /** SHA1 of {@link CANCEL_SCRIPT}, as `SCRIPT LOAD` answers it. */
-export const CANCEL_SHA = "bcc0e9a6609fa223f40745c7085fa639401ca03c";
+export const CANCEL_SHA = "15bc836cc8ad58a4091b7dcd80230f3de9835606";
 
 /** Keys and arguments of one call of {@link APPEND_SCRIPT}. */
 export interface ScriptCall {

@@ -164,7 +164,7 @@ export interface StreamPort {
 
   /**
    * Mark an operation cancelled: sets the `cancel` field of its snapshot.
-   * Returns false when the operation is unknown. One round trip.
+   * Returns false, writing nothing, when the operation is unknown or already ended. One round trip.
    */
   cancel(stateKey: string, reason: string, ttlSeconds: number): Promise<boolean>;
 

@@ -189,7 +189,7 @@ export class Progress implements AsyncDisposable {
   /**
    * Ask an operation to stop. Its task sees it on its next publish (the answer
    * carries it) or within `cancelCheckMs`, aborts `task.signal` and ends `cancelled`.
-   * @returns false when the operation already ended.
+   * @returns false when the operation already ended or does not exist; nothing is written then.
    * @throws {ProgressValidationError} for a bad id or reason; {@link BackendError} when the backend fails.
    */
   async cancel(op: string, reason = "cancelled"): Promise<boolean> {

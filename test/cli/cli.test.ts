@@ -385,6 +385,16 @@ describe.concurrent("progresscast command, in process", () => {
     expect(again.stderr).toBe("progresscast: job-k already ended: nothing to cancel\n");
   });
 
+  it("cancel of an unknown operation (a typo) exits 3 and writes nothing", async ({ expect }) => {
+    const r = await inProcess(["cancel", "job-typo", ...backend]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe('progresscast: no operation "job-typo" (unknown, or expired): nothing to cancel\n');
+    expect(await progress.get("job-typo")).toBeNull();
+    // A real job started later under that id is not told to stop.
+    const published = await progress.publish("job-typo", { status: "queued" });
+    expect(published).toMatchObject({ ok: true, cancelled: null });
+  });
+
   it("inspect: --limit, --scope, and an unknown operation", async ({ expect }) => {
     for (let i = 1; i <= 3; i++) await progress.publish("job-i", { progress: i * 10 }, { scope: "team-i" });
     const limited = await inProcess(["inspect", "job-i", "--limit", "2", ...backend]);

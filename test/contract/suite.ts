@@ -234,7 +234,7 @@ export function testAdapter(name: string, start: () => Promise<Harness>): void {
     });
 
     it("reports a cancellation mark on the publish round trip", async () => {
-      const { progress } = make();
+      const { progress, prefix } = make();
       await progress.publish("c", { progress: 10 });
       expect(await progress.cancel("c", "user pressed cancel")).toBe(true);
       expect(await progress.publish("c", { progress: 20 })).toMatchObject({
@@ -244,9 +244,12 @@ export function testAdapter(name: string, start: () => Promise<Harness>): void {
       expect((await progress.get("c"))?.cancel).toBe("user pressed cancel");
       await progress.publish("c", { status: "cancelled" });
       expect(await progress.cancel("c", "again")).toBe(false);
-      // A job can be cancelled before it first reports.
-      expect(await progress.cancel("not-started", "never mind")).toBe(true);
-      expect(await progress.publish("not-started", { status: "queued" })).toMatchObject({ cancelled: "never mind" });
+      // An unknown operation (a typo) is not marked: a later job with that id must not be told to stop.
+      expect(await progress.cancel("not-started", "never mind")).toBe(false);
+      expect(await progress.get("not-started")).toBeNull();
+      expect(await h.inspect.keys(`${prefix}:{not-started}`)).toEqual([]);
+      expect(await progress.publish("not-started", { status: "queued" })).toMatchObject({ cancelled: null });
+      expect(await progress.cancel("not-started", "now")).toBe(true);
     });
 
     it("uses a key preset's layout", async () => {

@@ -235,9 +235,9 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
       check();
       const state = hash(stateKey);
       const status = state?.status;
-      if (status === "completed" || status === "failed" || status === "cancelled") return false;
-      if (state) state.cancel = reason;
-      else store.set(stateKey, { value: { kind: "hash", fields: { cancel: reason } }, expiresAt: 0 });
+      // An unknown operation gets no mark: a typo must not stop a later job with that id.
+      if (!state || status === "completed" || status === "failed" || status === "cancelled") return false;
+      state.cancel = reason;
       expire(stateKey, ttlSeconds);
       return true;
     },
