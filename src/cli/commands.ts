@@ -222,7 +222,12 @@ export async function cancel(ctx: CommandContext): Promise<number> {
     else if (cancelled) io.stdout.write(`cancel requested: ${op} (${reason})\n`);
     if (cancelled) return EXIT.ok;
     const known = (await progress.get(op)) !== null;
-    fail(io, known ? `${op} already ended: nothing to cancel` : `no operation ${JSON.stringify(op)} (unknown, or expired): nothing to cancel`);
+    fail(
+      io,
+      known
+        ? `${op} already ended: nothing to cancel`
+        : `no operation ${JSON.stringify(op)} (unknown, or expired): nothing to cancel`,
+    );
     return EXIT.refused;
   });
 }

@@ -7,7 +7,14 @@
  * @module
  */
 
-/** Where an operation's keys live. Ids reaching a strategy are already validated. */
+/**
+ * Where an operation's keys live. Ids reaching a strategy are already
+ * validated (`ID_PATTERN`: letters, digits and `_ . : @ / -`). A
+ * strategy must keep operations apart: distinct ids give distinct keys, and
+ * no operation's events key equals another's state key or a scope's key.
+ * Ids may contain `:`, so separate the kinds of key by something an id
+ * cannot hold (a brace, a `#`) or by a different leading part.
+ */
 export interface KeyStrategy {
   /** Stream of an operation's events. */
   events(op: string): string;
@@ -36,7 +43,10 @@ export function defaultKeys(prefix: string): KeyStrategy {
 
 /**
  * Presets reproducing key layouts of earlier deployments. Their keys have no
- * hash tag: fine on a single Redis node, not on a Cluster.
+ * hash tag: fine on a single Redis node, not on a Cluster. Each keeps its
+ * operations apart whatever the (valid) ids: the stream and snapshot keys of
+ * the earlier layouts are kept literally, and the keys they did not have
+ * (scope streams, the `operations` snapshot) use a `#`, which no id holds.
  *
  * @example
  * ```ts
@@ -48,7 +58,7 @@ export const keyPresets: {
   readonly chunking: KeyStrategy;
   /** `import_progress:channel:{op}` (stream) and `import_progress:hash:{op}`. */
   readonly importProgress: KeyStrategy;
-  /** `operations:{op}` (stream) and `operations:{op}:state`. */
+  /** `operations:{op}` (stream) and `operations:state#{op}` (snapshot). */
   readonly operations: KeyStrategy;
 } = {
   chunking: {
@@ -63,7 +73,8 @@ export const keyPresets: {
   },
   operations: {
     events: (op) => `operations:${op}`,
-    state: (op) => `operations:${op}:state`,
+    // Not `operations:{op}:state`: that is the stream of the operation named `{op}:state`.
+    state: (op) => `operations:state#${op}`,
     scope: (scope) => `operations:scope#${scope}`,
   },
 };
