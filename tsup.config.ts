@@ -6,6 +6,7 @@ export const entries: Record<string, string> = {
   "adapters/memory/index": "src/adapters/memory/index.ts",
   "adapters/node-redis/index": "src/adapters/node-redis/index.ts",
   "adapters/upstash/index": "src/adapters/upstash/index.ts",
+  "adapters/ioredis/index": "src/adapters/ioredis/index.ts",
 
   "client/index": "src/client/index.ts",
   "node/index": "src/node/index.ts",
@@ -31,5 +32,5 @@ export default defineConfig({
   sourcemap: true,
   splitting: true,
   treeshake: true,
-  external: ["redis", "@upstash/redis", "zod", "prom-client"],
+  external: ["redis", "ioredis", "@upstash/redis", "zod", "prom-client"],
 });

@@ -1,0 +1,488 @@
+/**
+ * The ioredis backend: the `ioredis` package over TCP, the client BullMQ
+ * already runs. A publish is one round trip (one Lua script, EVALSHA first,
+ * EVAL on NOSCRIPT) sent as one prebuilt command with one argument array;
+ * waiting for new entries is one blocking XREAD over every watched key on a
+ * dedicated connection, with a client-side deadline.
+ *
+ * @module
+ */
+import { Command, Redis } from "ioredis";
+import { BackendError, ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
+import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, decodeAppend, encodeAppend } from "../../core/lua.ts";
+import type {
+  AppendResult,
+  ClaimOptions,
+  Cursor,
+  Fields,
+  GroupReadOptions,
+  KeyEntries,
+  OperationRead,
+  StreamEntry,
+  StreamPort,
+} from "../../core/port.ts";
+import { backoff, sleep } from "../../core/util.ts";
+
+/**
+ * The part of an ioredis client (`new Redis(...)`, v5 or v6) this adapter
+ * calls, typed structurally so any compatible client fits.
+ */
+export interface IoRedisClient {
+  /** `wait`, `connecting`, `connect`, `ready`, `reconnecting`, `close`, `end`. */
+  readonly status: string;
+  call(command: string, args: (string | number)[]): Promise<unknown>;
+  connect(): Promise<unknown>;
+  duplicate(override?: Record<string, unknown>): IoRedisClient;
+  disconnect(reconnect?: boolean): void;
+  quit(): Promise<unknown>;
+  on(event: "error", listener: (error: Error) => void): unknown;
+  on(event: "ready" | "end", listener: () => void): unknown;
+  off(event: "ready" | "end", listener: () => void): unknown;
+}
+
+/** Options of {@link ioredis}: a URL, or a client you built. */
+export type IoRedisOptions = (
+  | {
+      /** Redis URL, e.g. `redis://127.0.0.1:6379`. The adapter opens and closes its connections. */
+      readonly url: string;
+      readonly client?: undefined;
+    }
+  | {
+      /**
+       * An ioredis client you created. It is connected if needed and never
+       * closed by the adapter; blocking reads use a duplicate the adapter owns.
+       * Its `keyPrefix` is not applied: give `createProgress` a `prefix` instead.
+       */
+      readonly client: IoRedisClient;
+      readonly url?: undefined;
+    }
+) & {
+  /**
+   * How long a command waits for the first connection before failing. Once a
+   * connection was ready, a command sent while it is down fails at once
+   * (the core retries terminal events), never waits in a queue.
+   * @default 5000
+   */
+  readonly connectTimeoutMs?: number | undefined;
+  /**
+   * Added to a blocking read's `blockMs` to make its client-side deadline. A
+   * connection that stays silent past it is taken for dead: it is closed and a
+   * new one is opened (after a jittered backoff) for the next read.
+   * @default 5000
+   */
+  readonly blockMarginMs?: number | undefined;
+  /** Called with connection errors the client reports between commands. @default ignore */
+  readonly onConnectionError?: ((error: Error) => void) | undefined;
+};
+
+const UTF8 = { replyEncoding: "utf8" } as const;
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("NOSCRIPT");
+}
+
+/**
+ * ioredis rejects with `ReplyError` when Redis answered with an error, and with
+ * plain errors (or `MaxRetriesPerRequestError`) when the connection is gone.
+ */
+function mapError(cause: unknown, what: string): Error {
+  if (cause instanceof BackendError || cause instanceof TimeoutError) return cause;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const name = cause instanceof Error ? cause.name : "";
+  if (name === "ReplyError") return new BackendError(`Redis failed during ${what}: ${message}`, { cause });
+  if (message === "Command timed out")
+    return new TimeoutError(`Redis did not answer in time during ${what}`, { cause });
+  return new ConnectionClosedError(`Redis connection unavailable during ${what}: ${message}`, { cause });
+}
+
+/** Normalize HGETALL: a flat array (RESP2, or RESP3 with legacy mapping), a Map or an object. */
+function toFields(reply: unknown): Fields | null {
+  const out: Fields = {};
+  let any = false;
+  if (Array.isArray(reply)) {
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      out[String(reply[i])] = String(reply[i + 1]);
+      any = true;
+    }
+  } else if (reply instanceof Map) {
+    for (const [k, v] of reply) {
+      out[String(k)] = String(v);
+      any = true;
+    }
+  } else if (reply && typeof reply === "object") {
+    for (const [k, v] of Object.entries(reply)) {
+      out[k] = String(v);
+      any = true;
+    }
+  }
+  return any ? out : null;
+}
+
+/** Normalize XRANGE-style entries: `[[id, [f, v, ...]], ...]`. */
+function toEntries(reply: unknown): StreamEntry[] {
+  if (!Array.isArray(reply)) return [];
+  const out: StreamEntry[] = [];
+  for (const row of reply) {
+    if (!Array.isArray(row)) continue;
+    out.push({ id: String(row[0]), fields: toFields(row[1]) ?? {} });
+  }
+  return out;
+}
+
+/** Normalize XREAD replies: `[[key, entries], ...]`, or a Map/object of key to entries. */
+function toKeyEntries(reply: unknown): KeyEntries[] {
+  if (reply == null) return [];
+  const out: KeyEntries[] = [];
+  if (Array.isArray(reply)) {
+    for (const r of reply) if (Array.isArray(r)) out.push({ key: String(r[0]), entries: toEntries(r[1]) });
+  } else if (reply instanceof Map) {
+    for (const [k, v] of reply) out.push({ key: String(k), entries: toEntries(v) });
+  } else if (typeof reply === "object") {
+    for (const [k, v] of Object.entries(reply)) out.push({ key: k, entries: toEntries(v) });
+  }
+  return out;
+}
+
+interface Blocker {
+  readonly client: IoRedisClient;
+  id: string | undefined;
+}
+
+/**
+ * Create the ioredis backend.
+ *
+ * @throws {ProgressValidationError} when neither `url` nor `client` is given.
+ * @example
+ * ```ts
+ * import { createProgress } from "progresscast";
+ * import { ioredis } from "progresscast/ioredis";
+ * const progress = createProgress({ port: ioredis({ url: "redis://127.0.0.1:6379" }) });
+ * ```
+ * @example
+ * ```ts
+ * import { Redis } from "ioredis";
+ * const connection = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+ * const progress = createProgress({ port: ioredis({ client: connection }) }); // never closed by progresscast
+ * ```
+ */
+export function ioredis(options: IoRedisOptions): StreamPort {
+  if (!options || (typeof options.url !== "string" && !options.client)) {
+    throw new ProgressValidationError(
+      "url",
+      (options as { url?: unknown } | undefined)?.url,
+      "give ioredis({ url }) or ioredis({ client })",
+    );
+  }
+  const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+  const blockMarginMs = options.blockMarginMs ?? 5000;
+  const onConnectionError = options.onConnectionError ?? (() => {});
+  // Fail fast while down: no offline queue, and commands in flight when the
+  // connection drops are rejected at once instead of being resent later.
+  const failFast = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 };
+  const owned = options.client === undefined;
+  const client: IoRedisClient =
+    options.client ??
+    (new Redis(options.url, {
+      ...failFast,
+      protocol: 2,
+      connectTimeout: connectTimeoutMs,
+    }) as unknown as IoRedisClient);
+  if (owned) client.on("error", onConnectionError);
+
+  // Our own copy of ioredis builds commands directly (one argument array, no
+  // argument parsing); a client from another copy is called through `call`.
+  const direct = client instanceof Redis;
+  const everReady = new WeakSet<IoRedisClient>();
+  const watchReady = (c: IoRedisClient): void => {
+    if (c.status === "ready") everReady.add(c);
+    else {
+      const mark = (): void => {
+        everReady.add(c);
+        c.off("ready", mark);
+      };
+      c.on("ready", mark);
+    }
+  };
+  watchReady(client);
+  let closed = false;
+  // Blocking reads get connections of their own (one for watching, one for consumer groups).
+  const blockers = new Map<"wait" | "group", Blocker>();
+  let replaced = 0;
+  let replacedAt = 0;
+
+  const firstReady = new WeakMap<IoRedisClient, Promise<void>>();
+  /** Wait for the first connection; once a client was ready, being down fails at once. */
+  const ready = async (c: IoRedisClient, what: string): Promise<void> => {
+    if (closed) throw new ConnectionClosedError(`The ioredis backend is closed (${what})`);
+    if (c.status === "ready") return;
+    if (everReady.has(c) || c.status === "end")
+      throw new ConnectionClosedError(`Redis connection unavailable during ${what} (status ${c.status})`);
+    if (c.status === "wait") c.connect().catch(() => {});
+    // One wait (one pair of listeners, one timer) shared by every command that arrives meanwhile.
+    let pending = firstReady.get(c);
+    if (!pending) {
+      pending = new Promise<void>((resolve, reject) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          c.off("ready", onReady);
+          c.off("end", onEnd);
+          firstReady.delete(c);
+        };
+        const onReady = (): void => {
+          done();
+          resolve();
+        };
+        const onEnd = (): void => {
+          done();
+          reject(new ConnectionClosedError("Redis connection ended before it was ready"));
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new TimeoutError(`Redis was not reachable within ${connectTimeoutMs} ms`));
+        }, connectTimeoutMs);
+        c.on("ready", onReady);
+        c.on("end", onEnd);
+      });
+      firstReady.set(c, pending);
+    }
+    try {
+      await pending;
+    } catch (cause) {
+      const message = cause instanceof Error ? cause.message : String(cause);
+      throw cause instanceof TimeoutError
+        ? new TimeoutError(`${message} (${what})`, { cause })
+        : new ConnectionClosedError(`${message} (${what})`, { cause });
+    }
+  };
+
+  const exec = (c: IoRedisClient, name: string, args: string[]): Promise<unknown> =>
+    direct
+      ? ((c as unknown as Redis).sendCommand(new Command(name, args, UTF8)) as Promise<unknown>)
+      : c.call(name, args);
+
+  const command = async (name: string, args: string[], what: string, c: IoRedisClient = client): Promise<unknown> => {
+    if (c.status !== "ready") await ready(c, what);
+    try {
+      return await exec(c, name, args);
+    } catch (cause) {
+      throw mapError(cause, what);
+    }
+  };
+
+  /** EVALSHA with the script's SHA, EVAL of its source on NOSCRIPT (a flushed or new server). */
+  const script = async (
+    sha: string,
+    source: string,
+    keys: readonly string[],
+    args: readonly string[],
+    what: string,
+  ): Promise<unknown> => {
+    if (client.status !== "ready") await ready(client, what);
+    const call = [sha, String(keys.length)];
+    for (const k of keys) call.push(k);
+    for (const a of args) call.push(a);
+    try {
+      return await exec(client, "evalsha", call);
+    } catch (cause) {
+      if (!isNoScript(cause)) throw mapError(cause, what);
+    }
+    call[0] = source;
+    return await command("eval", call, what);
+  };
+
+  const blocker = async (kind: "wait" | "group"): Promise<Blocker> => {
+    let b = blockers.get(kind);
+    if (!b) {
+      // A dead connection was replaced lately: wait a jittered backoff before opening another.
+      if (replaced > 0 && Date.now() - replacedAt < 30_000) await sleep(backoff(replaced, 100, 2000));
+      if (closed) throw new ConnectionClosedError(`The ioredis backend is closed (${kind})`);
+      const c = client.duplicate({ ...failFast });
+      c.on("error", onConnectionError);
+      const created: Blocker = { client: c, id: undefined };
+      // A reconnected connection has a new id.
+      c.on("ready", () => {
+        created.id = undefined;
+      });
+      watchReady(c);
+      blockers.set(kind, created);
+      b = created;
+    }
+    return b;
+  };
+
+  /**
+   * Run a blocking command on a dedicated connection. Aborting `signal` ends
+   * the block at once with CLIENT UNBLOCK from the main connection, so a new
+   * watcher never waits for the block to time out. A reply later than
+   * `blockMs + blockMarginMs` means a dead connection: it is closed and
+   * replaced, and the read fails with a `TimeoutError`.
+   */
+  const blockingCommand = async (
+    kind: "wait" | "group",
+    name: string,
+    args: string[],
+    blockMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> => {
+    const b = await blocker(kind);
+    if (b.client.status !== "ready") await ready(b.client, kind);
+    b.id ??= String(await command("client", ["ID"], kind, b.client));
+    const id = b.id;
+    const unblock = (): void => {
+      command("client", ["UNBLOCK", id], "unblock").catch(() => {});
+    };
+    if (signal?.aborted) return null;
+    signal?.addEventListener("abort", unblock, { once: true });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        if (blockers.get(kind) === b) blockers.delete(kind);
+        b.client.disconnect();
+        replaced++;
+        replacedAt = Date.now();
+        reject(
+          new TimeoutError(
+            `Redis did not answer a blocking read within ${blockMs + blockMarginMs} ms (${kind}); the connection was replaced`,
+          ),
+        );
+      }, blockMs + blockMarginMs);
+    });
+    try {
+      const reply = await Promise.race([command(name, args, kind, b.client), deadline]);
+      replaced = 0;
+      return reply;
+    } catch (cause) {
+      if (closed) return null;
+      throw cause;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", unblock);
+    }
+  };
+
+  const port: StreamPort = {
+    name: "ioredis",
+    capabilities: { groups: true, blocking: true },
+
+    /** One round trip: one script call for the whole batch. */
+    async append(items, o): Promise<AppendResult[]> {
+      const { keys, args } = encodeAppend(items, o);
+      return decodeAppend(await script(APPEND_SHA, APPEND_SCRIPT, keys, args, "append"), items.length);
+    },
+
+    /** One round trip: a small script reads the snapshot, the range and the oldest id together. */
+    async read(stateKey, eventsKey, range): Promise<OperationRead> {
+      const after = range.after === undefined || range.after === "0" ? "-" : `(${range.after}`;
+      const reply = await script(
+        READ_SHA,
+        READ_SCRIPT,
+        stateKey === null ? [eventsKey] : [eventsKey, stateKey],
+        [after, String(range.limit)],
+        "read",
+      );
+      const [state, entries, first] = Array.isArray(reply) ? reply : [];
+      return {
+        state: toFields(state),
+        entries: toEntries(entries),
+        firstId: toEntries(first)[0]?.id ?? null,
+      };
+    },
+
+    /** One round trip (HGETALL). */
+    async getState(stateKey) {
+      return toFields(await command("hgetall", [stateKey], "getState"));
+    },
+
+    /** One blocking XREAD over every key, on the dedicated connection. */
+    async wait(cursors: readonly Cursor[], o): Promise<KeyEntries[]> {
+      if (cursors.length === 0 || o.signal?.aborted) return [];
+      const args = ["COUNT", String(o.count), "BLOCK", String(o.blockMs), "STREAMS"];
+      for (const c of cursors) args.push(c.key);
+      for (const c of cursors) args.push(c.after);
+      return toKeyEntries(await blockingCommand("wait", "xread", args, o.blockMs, o.signal));
+    },
+
+    /** One round trip (the cancel script). */
+    async cancel(stateKey, reason, ttlSeconds) {
+      return Number(await script(CANCEL_SHA, CANCEL_SCRIPT, [stateKey], [reason, String(ttlSeconds)], "cancel")) === 1;
+    },
+
+    /** One round trip (XGROUP CREATE ... MKSTREAM); an existing group is kept. */
+    async ensureGroup(key, group) {
+      try {
+        await command("xgroup", ["CREATE", key, group, "0", "MKSTREAM"], "ensureGroup");
+      } catch (error) {
+        if (!(error instanceof Error && error.message.includes("BUSYGROUP"))) throw error;
+      }
+    },
+
+    /** One round trip (XREADGROUP), blocking on the dedicated group connection when `blockMs` > 0. */
+    async groupRead(o: GroupReadOptions): Promise<StreamEntry[]> {
+      const args = ["GROUP", o.group, o.consumer, "COUNT", String(o.count)];
+      if (o.blockMs > 0) args.push("BLOCK", String(o.blockMs));
+      args.push("STREAMS", o.key, ">");
+      const reply =
+        o.blockMs > 0
+          ? await blockingCommand("group", "xreadgroup", args, o.blockMs, o.signal)
+          : await command("xreadgroup", args, "groupRead");
+      return toKeyEntries(reply).flatMap((k) => k.entries);
+    },
+
+    /** One round trip (XACK). */
+    async ack(key, group, ids) {
+      if (ids.length === 0) return 0;
+      return Number(await command("xack", [key, group, ...ids], "ack"));
+    },
+
+    /** One round trip (XAUTOCLAIM); entries deleted meanwhile are left out. */
+    async claim(o: ClaimOptions): Promise<StreamEntry[]> {
+      const reply = await command(
+        "xautoclaim",
+        [o.key, o.group, o.consumer, String(o.minIdleMs), "0-0", "COUNT", String(o.count)],
+        "claim",
+      );
+      return Array.isArray(reply) ? toEntries(reply[1]).filter((e) => Object.keys(e.fields).length > 0) : [];
+    },
+
+    /** One round trip (XPENDING); 0 when the stream or the group does not exist. */
+    async pending(key, group) {
+      let reply: unknown;
+      try {
+        reply = await command("xpending", [key, group], "pending");
+      } catch (error) {
+        if (error instanceof Error && error.message.includes("NOGROUP")) return 0;
+        throw error;
+      }
+      return Array.isArray(reply) ? Number(reply[0]) : 0;
+    },
+
+    /** Closes the blocking connections and an owned client; a client passed in stays open. Idempotent. */
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const b of blockers.values()) b.client.disconnect();
+      blockers.clear();
+      if (owned) {
+        if (client.status === "ready") {
+          try {
+            await client.quit();
+            return;
+          } catch {
+            // fall through: close the socket
+          }
+        }
+        client.disconnect();
+      }
+    },
+  };
+  return port;
+}
+
+/**
+ * KEYS: events [, state]. ARGV: start ("-" or "(id"), limit.
+ * Reply: { state (flat), entries, [oldest entry] }.
+ */
+const READ_SCRIPT = `local st={}
+if KEYS[2] then st=redis.call('HGETALL',KEYS[2]) end
+return {st,redis.call('XRANGE',KEYS[1],ARGV[1],'+','COUNT',ARGV[2]),redis.call('XRANGE',KEYS[1],'-','+','COUNT',1)}`;
+const READ_SHA = "d2f1ed35768e393eefaac69383e293dc4752ae29";
