@@ -120,3 +120,22 @@ export function decodeAppend(reply: unknown, count: number): AppendResult[] {
     throw new TypeError(`Unexpected code in the append reply: ${code}`);
   });
 }
+
+/**
+ * Copy events to scope streams on Redis Cluster, where a scope key lives in
+ * another slot than the operation's keys and cannot be written by the append
+ * script. All KEYS share one slot. ARGV: ttl, maxLen, then per key: field
+ * count, fields (`id` of the operation's event first, then its fields with
+ * `seq` set). Reply: number of entries written.
+ */
+export const SCOPE_SCRIPT = `local a=3
+for i=1,#KEYS do
+local n=tonumber(ARGV[a])
+redis.call('XADD',KEYS[i],'MAXLEN','~',ARGV[2],'*',unpack(ARGV,a+1,a+n))
+redis.call('EXPIRE',KEYS[i],ARGV[1])
+a=a+n+1
+end
+return #KEYS`;
+
+/** SHA1 of {@link SCOPE_SCRIPT}, as `SCRIPT LOAD` answers it. */
+export const SCOPE_SHA = "a288f97f1e70d218846a4e1db51097f3fde2d556";

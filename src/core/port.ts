@@ -118,6 +118,12 @@ export interface PortCapabilities {
   readonly groups: boolean;
   /** Whether `wait` blocks server-side (true) or polls (false). */
   readonly blocking: boolean;
+  /**
+   * Keys are spread over Redis Cluster slots: an operation's keys must share a
+   * hash tag (the default key strategy does; presets without one are refused),
+   * and a scope's copy of an event is a second write. @default false
+   */
+  readonly cluster?: boolean | undefined;
 }
 
 /**

@@ -7,19 +7,28 @@
  * @module
  */
 import { createClient } from "redis";
-import { BackendError, ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
+import { ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
 import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, decodeAppend, encodeAppend } from "../../core/lua.ts";
 import type {
   AppendResult,
   ClaimOptions,
   Cursor,
-  Fields,
   GroupReadOptions,
   KeyEntries,
   OperationRead,
   StreamEntry,
   StreamPort,
 } from "../../core/port.ts";
+import {
+  createOwnedCluster,
+  isNodeRedisCluster,
+  type NodeRedisClusterClient,
+  type NodeRedisClusterConfig,
+  nodeRedisCluster,
+} from "./cluster.ts";
+import { isNoScript, mapError, READ_SCRIPT, READ_SHA, toEntries, toFields, toKeyEntries } from "./replies.ts";
+
+export type { NodeRedisClusterClient, NodeRedisClusterConfig } from "./cluster.ts";
 
 /** The part of a node-redis client this adapter calls (v5 or v6). */
 export interface NodeRedisClient {
@@ -40,14 +49,27 @@ export type NodeRedisOptions = (
       /** Redis URL, e.g. `redis://127.0.0.1:6379`. The adapter opens and closes its connections. */
       readonly url: string;
       readonly client?: undefined;
+      readonly cluster?: undefined;
     }
   | {
       /**
-       * A node-redis client you created. It is connected if needed and never
-       * closed by the adapter; blocking reads use a duplicate the adapter owns.
+       * A node-redis client you created: standalone (`createClient`) or Redis
+       * Cluster (`createCluster`, told apart by shape). It is connected if
+       * needed and never closed by the adapter; blocking reads use a duplicate
+       * the adapter owns.
        */
-      readonly client: NodeRedisClient;
+      readonly client: NodeRedisClient | NodeRedisClusterClient;
       readonly url?: undefined;
+      readonly cluster?: undefined;
+    }
+  | {
+      /**
+       * Redis Cluster: the options of the cluster client the adapter creates,
+       * opens and closes (`createCluster` options, e.g. `{ rootNodes: [{ url }] }`).
+       */
+      readonly cluster: NodeRedisClusterConfig;
+      readonly url?: undefined;
+      readonly client?: undefined;
     }
 ) & {
   /**
@@ -57,91 +79,54 @@ export type NodeRedisOptions = (
   readonly connectTimeoutMs?: number | undefined;
   /** Called with connection errors the client reports between commands. @default ignore */
   readonly onConnectionError?: ((error: Error) => void) | undefined;
+  /**
+   * Redis Cluster only: prefix of the sharded channels that wake watchers
+   * (`<wakeChannel>:{<slot tag>}`). Publishers and watchers must agree.
+   * @default "progresscast:wake"
+   */
+  readonly wakeChannel?: string | undefined;
+  /**
+   * Redis Cluster only: every watched slot is read at least this often even
+   * without a wake-up, so an event whose wake-up was lost (a failover, a
+   * publisher in another language) is late, never missed.
+   * @default 2000
+   */
+  readonly pollMs?: number | undefined;
 };
-
-const CLOSED_ERRORS = new Set([
-  "ClientClosedError",
-  "ClientOfflineError",
-  "SocketClosedUnexpectedlyError",
-  "DisconnectsClientError",
-]);
-
-function mapError(cause: unknown, what: string): Error {
-  const name = cause instanceof Error ? cause.constructor.name : "";
-  const message = cause instanceof Error ? cause.message : String(cause);
-  if (CLOSED_ERRORS.has(name))
-    return new ConnectionClosedError(`Redis connection unavailable during ${what}: ${message}`, { cause });
-  return new BackendError(`Redis failed during ${what}: ${message}`, { cause });
-}
-
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith("NOSCRIPT");
-}
-
-/** Normalize HGETALL in RESP2 (flat array), RESP3 (map or object) shapes. */
-function toFields(reply: unknown): Fields | null {
-  const out: Fields = {};
-  if (Array.isArray(reply)) {
-    for (let i = 0; i + 1 < reply.length; i += 2) out[String(reply[i])] = String(reply[i + 1]);
-  } else if (reply instanceof Map) {
-    for (const [k, v] of reply) out[String(k)] = String(v);
-  } else if (reply && typeof reply === "object") {
-    for (const [k, v] of Object.entries(reply)) out[k] = String(v);
-  }
-  return Object.keys(out).length > 0 ? out : null;
-}
-
-/** Normalize XRANGE-style entries: `[[id, [f, v, ...]], ...]`. */
-function toEntries(reply: unknown): StreamEntry[] {
-  if (!Array.isArray(reply)) return [];
-  const out: StreamEntry[] = [];
-  for (const row of reply) {
-    if (!Array.isArray(row)) continue;
-    const fields = toFields(row[1]) ?? {};
-    out.push({ id: String(row[0]), fields });
-  }
-  return out;
-}
-
-/** Normalize XREAD replies: RESP2 `[[key, entries], ...]`, RESP3 map of key to entries. */
-function toKeyEntries(reply: unknown): KeyEntries[] {
-  if (reply == null) return [];
-  const pairs: Array<[unknown, unknown]> = Array.isArray(reply)
-    ? reply.filter(Array.isArray).map((r) => [r[0], r[1]] as [unknown, unknown])
-    : reply instanceof Map
-      ? [...reply.entries()]
-      : typeof reply === "object"
-        ? Object.entries(reply)
-        : [];
-  return pairs.map(([key, entries]) => ({ key: String(key), entries: toEntries(entries) }));
-}
 
 /**
  * Create the node-redis backend.
  *
- * @throws {ProgressValidationError} when neither `url` nor `client` is given.
+ * @throws {ProgressValidationError} when none of `url`, `client` or `cluster` is given.
  * @example
  * ```ts
  * import { createProgress } from "progresscast";
  * import { nodeRedis } from "progresscast/node-redis";
  * const progress = createProgress({ port: nodeRedis({ url: "redis://127.0.0.1:6379" }) });
+ * // Redis Cluster:
+ * const clustered = nodeRedis({ cluster: { rootNodes: [{ url: "redis://10.0.0.1:7000" }] } });
  * ```
  */
 export function nodeRedis(options: NodeRedisOptions): StreamPort {
-  if (!options || (typeof options.url !== "string" && !options.client)) {
+  if (!options || (typeof options.url !== "string" && !options.client && !options.cluster)) {
     throw new ProgressValidationError(
       "url",
       (options as { url?: unknown } | undefined)?.url,
-      "give nodeRedis({ url }) or nodeRedis({ client })",
+      "give nodeRedis({ url }), nodeRedis({ client }) or nodeRedis({ cluster: { rootNodes } })",
     );
   }
-  const owned = options.client === undefined;
   const onConnectionError = options.onConnectionError ?? (() => {});
-  const client: NodeRedisClient =
-    options.client ??
-    (createClient({ url: options.url, disableOfflineQueue: true, RESP: 2 }) as unknown as NodeRedisClient);
-  if (owned) client.on("error", onConnectionError);
   const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+  if (options.cluster || isNodeRedisCluster(options.client)) {
+    const settings = { connectTimeoutMs, onConnectionError, wakeChannel: options.wakeChannel, pollMs: options.pollMs };
+    if (options.cluster) return nodeRedisCluster(createOwnedCluster(options.cluster), true, settings);
+    return nodeRedisCluster(options.client as NodeRedisClusterClient, false, settings);
+  }
+  const owned = options.client === undefined;
+  const client: NodeRedisClient =
+    (options.client as NodeRedisClient | undefined) ??
+    (createClient({ url: options.url ?? "", disableOfflineQueue: true, RESP: 2 }) as unknown as NodeRedisClient);
+  if (owned) client.on("error", onConnectionError);
   const connecting = new WeakMap<NodeRedisClient, Promise<unknown>>();
   let closed = false;
   // Blocking reads get connections of their own (one for watching, one for consumer groups).
@@ -344,12 +329,3 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
   };
   return port;
 }
-
-/**
- * KEYS: events [, state]. ARGV: start ("-" or "(id"), limit.
- * Reply: { state (flat), entries, [oldest entry] }.
- */
-const READ_SCRIPT = `local st={}
-if KEYS[2] then st=redis.call('HGETALL',KEYS[2]) end
-return {st,redis.call('XRANGE',KEYS[1],ARGV[1],'+','COUNT',ARGV[2]),redis.call('XRANGE',KEYS[1],'-','+','COUNT',1)}`;
-const READ_SHA = "d2f1ed35768e393eefaac69383e293dc4752ae29";

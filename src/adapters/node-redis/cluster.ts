@@ -1,0 +1,330 @@
+/**
+ * The node-redis backend on Redis Cluster. Commands are routed by the slot of
+ * their first key (the client follows MOVED and ASK); a batch is one append
+ * script per slot plus a wake-up SPUBLISH of that slot pipelined behind it;
+ * watching subscribes to the wake-up channels of the watched slots and reads
+ * woken slots with non-blocking XREADs (see `core/cluster.ts`). Connections:
+ * one per master for commands, one sharded subscriber per master, and, only
+ * for consumer groups' blocking reads, one more per master.
+ *
+ * @module
+ */
+import { createCluster, type RedisClusterOptions } from "redis";
+import {
+  type ClusterCommands,
+  ClusterWaiter,
+  clusterAppend,
+  DEFAULT_WAKE_CHANNEL,
+  ScopeCopier,
+} from "../../core/cluster.ts";
+import { ConnectionClosedError, TimeoutError } from "../../core/errors.ts";
+import { CANCEL_SCRIPT, CANCEL_SHA } from "../../core/lua.ts";
+import type {
+  AppendResult,
+  ClaimOptions,
+  Cursor,
+  GroupReadOptions,
+  KeyEntries,
+  OperationRead,
+  StreamEntry,
+  StreamPort,
+} from "../../core/port.ts";
+import { sleep } from "../../core/util.ts";
+import { isNoScript, mapError, READ_SCRIPT, READ_SHA, toEntries, toFields, toKeyEntries } from "./replies.ts";
+
+/** The part of a node-redis cluster client (`createCluster`) this adapter calls (v5 or v6). */
+export interface NodeRedisClusterClient {
+  readonly isOpen: boolean;
+  readonly isReady: boolean;
+  sendCommand(firstKey: string | undefined, isReadonly: boolean | undefined, args: string[]): Promise<unknown>;
+  connect(): Promise<unknown>;
+  duplicate(): NodeRedisClusterClient;
+  sSubscribe(channels: string, listener: (message: string, channel: string) => unknown): Promise<void>;
+  sUnsubscribe(channels: string): Promise<void>;
+  getSlotMaster(slot: number): unknown;
+  destroy(): void;
+  close(): Promise<unknown>;
+  on(event: "error", listener: (error: Error) => void): unknown;
+}
+
+/** Options of the cluster client the adapter creates (`createCluster` options: `rootNodes`, `defaults`, ...). */
+export type NodeRedisClusterConfig = RedisClusterOptions;
+
+/** Tell a node-redis cluster client from a standalone one, by shape. */
+export function isNodeRedisCluster(client: unknown): client is NodeRedisClusterClient {
+  const c = client as { getSlotMaster?: unknown; sSubscribe?: unknown } | null;
+  return typeof c?.getSlotMaster === "function" && typeof c.sSubscribe === "function";
+}
+
+/** Settings the cluster backend shares with the standalone one. */
+export interface ClusterSettings {
+  readonly connectTimeoutMs: number;
+  readonly onConnectionError: (error: Error) => void;
+  readonly wakeChannel?: string | undefined;
+  readonly pollMs?: number | undefined;
+}
+
+/** Create a cluster client the adapter owns: fail-fast offline, quick topology refresh after a lost node. */
+export function createOwnedCluster(config: NodeRedisClusterConfig): NodeRedisClusterClient {
+  const cluster = createCluster({
+    topologyRefreshOnReconnectionAttemptStrategy: 200,
+    ...config,
+    RESP: 2,
+    defaults: { disableOfflineQueue: true, ...config.defaults },
+  });
+  return cluster as unknown as NodeRedisClusterClient;
+}
+
+const TRANSIENT = /^(TRYAGAIN|CLUSTERDOWN|MOVED|ASK)\b/;
+const UNSENT_ERRORS = new Set(["ClientOfflineError", "ClientClosedError"]);
+
+/** An error after which a command certainly did not run: safe to send again. */
+function retriable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return TRANSIENT.test(error.message) || UNSENT_ERRORS.has(error.constructor.name);
+}
+
+/**
+ * The cluster backend over a node-redis cluster client. `owned`: the adapter
+ * created the client and closes it.
+ */
+export function nodeRedisCluster(
+  client: NodeRedisClusterClient,
+  owned: boolean,
+  settings: ClusterSettings,
+): StreamPort {
+  const { connectTimeoutMs, onConnectionError } = settings;
+  if (owned) client.on("error", onConnectionError);
+  const wakeBase = settings.wakeChannel ?? DEFAULT_WAKE_CHANNEL;
+  let closed = false;
+  const connecting = new WeakMap<NodeRedisClusterClient, Promise<unknown>>();
+  let blocker: NodeRedisClusterClient | undefined;
+
+  const connect = async (c: NodeRedisClusterClient, what: string): Promise<void> => {
+    if (closed) throw new ConnectionClosedError(`The node-redis cluster backend is closed (${what})`);
+    if (c.isOpen && !connecting.has(c)) return;
+    let pending = connecting.get(c);
+    if (!pending) {
+      pending = c.connect().finally(() => connecting.delete(c));
+      pending.catch(() => {});
+      connecting.set(c, pending);
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new TimeoutError(`Redis Cluster was not reachable within ${connectTimeoutMs} ms (${what})`)),
+        connectTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([pending, timeout]);
+    } catch (cause) {
+      throw cause instanceof TimeoutError ? cause : mapError(cause, what);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  /** One command routed by `key`; transient cluster errors (nothing ran) are retried for up to ~2 s. */
+  const command = async (key: string, args: string[], what: string, c = client): Promise<unknown> => {
+    if (!c.isOpen || connecting.has(c)) await connect(c, what);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await c.sendCommand(key, false, args);
+      } catch (cause) {
+        if (closed || attempt >= 12 || !retriable(cause)) throw mapError(cause, what);
+        await sleep(Math.min(25 * 2 ** attempt, 400));
+      }
+    }
+  };
+
+  const script = async (sha: string, source: string, keys: string[], args: string[], what: string) => {
+    const key = keys[0] ?? "";
+    const call = ["EVALSHA", sha, String(keys.length), ...keys, ...args];
+    try {
+      return await command(key, call, what);
+    } catch (error) {
+      if (!isNoScript((error as { cause?: unknown }).cause)) throw error;
+    }
+    call[0] = "EVAL";
+    call[1] = source;
+    return await command(key, call, what);
+  };
+
+  const commands: ClusterCommands = {
+    script: (sha, source, keys, args) => script(sha, source, keys, args, "append"),
+    publish: (channel, message) => command(channel, ["SPUBLISH", channel, message], "wake-up"),
+    async read(cursors: readonly Cursor[], count: number): Promise<KeyEntries[]> {
+      const args = ["XREAD", "COUNT", String(count), "STREAMS"];
+      for (const c of cursors) args.push(c.key);
+      for (const c of cursors) args.push(c.after);
+      return toKeyEntries(await command(cursors[0]?.key ?? "", args, "wait"));
+    },
+    async subscribe(channels, listener) {
+      if (!client.isOpen || connecting.has(client)) await connect(client, "subscribe");
+      const onMessage = (_message: string, channel: string): void => listener(channel);
+      try {
+        // One SSUBSCRIBE per channel: channels of different slots cannot share one.
+        await Promise.all(channels.map((ch) => client.sSubscribe(ch, onMessage)));
+      } catch (cause) {
+        throw mapError(cause, "subscribe");
+      }
+    },
+    async unsubscribe(channels) {
+      await Promise.all(channels.map((ch) => client.sUnsubscribe(ch).catch(() => {})));
+    },
+  };
+
+  const copier = new ScopeCopier(commands, {
+    wakeChannel: wakeBase,
+    onGiveUp: (copy, error) =>
+      onConnectionError(
+        new ConnectionClosedError(`A scope copy to ${copy.scopeKey} was given up (event ${copy.fields.id})`, {
+          cause: error,
+        }),
+      ),
+  });
+  const waiter = new ClusterWaiter(commands, { wakeChannel: wakeBase, pollMs: settings.pollMs });
+
+  /** Consumer groups' blocking reads run on a cluster client of their own, so they never stall other commands. */
+  const blocking = async (key: string, args: string[], blockMs: number, signal?: AbortSignal): Promise<unknown> => {
+    if (signal?.aborted) return null;
+    if (!blocker) {
+      const b = client.duplicate();
+      b.on("error", onConnectionError);
+      blocker = b;
+    }
+    const b = blocker;
+    const drop = (): void => {
+      if (blocker === b) blocker = undefined;
+      if (b.isOpen) b.destroy();
+    };
+    try {
+      await connect(b, "groupRead");
+    } catch (error) {
+      drop();
+      throw error;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let onAbort: (() => void) | undefined;
+    const stop = new Promise<null>((resolve, reject) => {
+      // A blocked read cannot be interrupted: on abort (or a silent node) drop its connections.
+      onAbort = () => {
+        drop();
+        resolve(null);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      timer = setTimeout(() => {
+        drop();
+        reject(new TimeoutError(`A blocking read of ${key} did not answer within ${blockMs + 5000} ms`));
+      }, blockMs + 5000);
+    });
+    try {
+      return await Promise.race([command(key, args, "groupRead", b), stop]);
+    } catch (error) {
+      if (closed || signal?.aborted) return null;
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener("abort", onAbort);
+    }
+  };
+
+  const port: StreamPort = {
+    name: "node-redis-cluster",
+    capabilities: { groups: true, blocking: true, cluster: true },
+
+    async append(items, o): Promise<AppendResult[]> {
+      if (!client.isOpen || connecting.has(client)) await connect(client, "append");
+      return await clusterAppend(commands, copier, items, o, wakeBase);
+    },
+
+    async read(stateKey, eventsKey, range): Promise<OperationRead> {
+      const after = range.after === undefined || range.after === "0" ? "-" : `(${range.after}`;
+      // A scope stream is read alone; an operation's stream and snapshot share a slot.
+      const reply = await script(
+        READ_SHA,
+        READ_SCRIPT,
+        stateKey === null ? [eventsKey] : [eventsKey, stateKey],
+        [after, String(range.limit)],
+        "read",
+      );
+      const [state, entries, first] = Array.isArray(reply) ? reply : [];
+      return { state: toFields(state), entries: toEntries(entries), firstId: toEntries(first)[0]?.id ?? null };
+    },
+
+    async getState(stateKey) {
+      return toFields(await command(stateKey, ["HGETALL", stateKey], "getState"));
+    },
+
+    async wait(cursors, o): Promise<KeyEntries[]> {
+      if (cursors.length === 0 || o.signal?.aborted) return [];
+      if (!client.isOpen || connecting.has(client)) await connect(client, "wait");
+      return await waiter.wait(cursors, o);
+    },
+
+    async cancel(stateKey, reason, ttlSeconds) {
+      return Number(await script(CANCEL_SHA, CANCEL_SCRIPT, [stateKey], [reason, String(ttlSeconds)], "cancel")) === 1;
+    },
+
+    async ensureGroup(key, group) {
+      try {
+        await command(key, ["XGROUP", "CREATE", key, group, "0", "MKSTREAM"], "ensureGroup");
+      } catch (error) {
+        if (!(error instanceof Error && error.message.includes("BUSYGROUP"))) throw error;
+      }
+    },
+
+    async groupRead(o: GroupReadOptions): Promise<StreamEntry[]> {
+      const args = ["XREADGROUP", "GROUP", o.group, o.consumer, "COUNT", String(o.count)];
+      if (o.blockMs > 0) args.push("BLOCK", String(o.blockMs));
+      args.push("STREAMS", o.key, ">");
+      const reply =
+        o.blockMs > 0 ? await blocking(o.key, args, o.blockMs, o.signal) : await command(o.key, args, "groupRead");
+      return toKeyEntries(reply).flatMap((k) => k.entries);
+    },
+
+    async ack(key, group, ids) {
+      if (ids.length === 0) return 0;
+      return Number(await command(key, ["XACK", key, group, ...ids], "ack"));
+    },
+
+    async claim(o: ClaimOptions): Promise<StreamEntry[]> {
+      const reply = await command(
+        o.key,
+        ["XAUTOCLAIM", o.key, o.group, o.consumer, String(o.minIdleMs), "0-0", "COUNT", String(o.count)],
+        "claim",
+      );
+      return Array.isArray(reply) ? toEntries(reply[1]).filter((e) => Object.keys(e.fields).length > 0) : [];
+    },
+
+    async pending(key, group) {
+      let reply: unknown;
+      try {
+        reply = await command(key, ["XPENDING", key, group], "pending");
+      } catch (error) {
+        if (error instanceof Error && error.message.includes("NOGROUP")) return 0;
+        throw error;
+      }
+      return Array.isArray(reply) ? Number(reply[0]) : 0;
+    },
+
+    async close() {
+      if (closed) return;
+      if (copier.held > 0) await copier.retry();
+      closed = true;
+      copier.close();
+      await waiter.close();
+      if (blocker?.isOpen) blocker.destroy();
+      blocker = undefined;
+      if (owned && client.isOpen) {
+        try {
+          await client.close();
+        } catch {
+          client.destroy();
+        }
+      }
+    },
+  };
+  return port;
+}

@@ -1,0 +1,122 @@
+import { createCluster } from "redis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
+import { SCOPE_SCRIPT, SCOPE_SHA } from "../../src/core/lua.ts";
+import { Progress } from "../../src/core/progress.ts";
+import { slotOf } from "../../src/core/slot.ts";
+import { testAdapter, uniquePrefix } from "../contract/suite.ts";
+import { type ClusterInspector, clusterInspector } from "../support/cluster-inspector.ts";
+import { type RedisCluster, startRedisCluster } from "../support/redis-cluster.ts";
+
+// One cluster (3 masters, 3 replicas) for the whole file.
+let cluster: RedisCluster | undefined;
+let starting: Promise<RedisCluster> | undefined;
+const shared = (): Promise<RedisCluster> => {
+  starting ??= startRedisCluster().then((c) => {
+    cluster = c;
+    return c;
+  });
+  return starting;
+};
+afterAll(async () => {
+  await cluster?.close();
+});
+
+testAdapter("node-redis cluster", async () => {
+  const c = await shared();
+  const inspector = await clusterInspector(c.rootNodes);
+  return {
+    port: () => nodeRedis({ cluster: { rootNodes: c.rootNodes }, connectTimeoutMs: 2000 }),
+    inspect: inspector,
+    close: async () => {
+      await inspector.close();
+    },
+  };
+});
+
+describe("node-redis cluster: round trips and connections", () => {
+  let c: RedisCluster;
+  let inspector: ClusterInspector;
+  beforeAll(async () => {
+    c = await shared();
+    inspector = await clusterInspector(c.rootNodes);
+  });
+  afterAll(async () => {
+    await inspector?.close();
+  });
+
+  const connections = async (): Promise<number> => {
+    let n = 0;
+    for (const list of await inspector.each(["CLIENT", "LIST"])) n += String(list).trim().split("\n").length;
+    return n;
+  };
+
+  it("a publish is one script call; a batch is one script call per slot touched; the scope copy is one more per scope slot", async () => {
+    const progress = new Progress({
+      port: nodeRedis({ cluster: { rootNodes: c.rootNodes } }),
+      prefix: uniquePrefix(),
+      logger: {},
+    });
+    await progress.publish("rt", { progress: 1 });
+    const scripts = () => inspector.calls(["evalsha", "eval"]);
+    let before = await scripts();
+    await progress.publish("rt", { progress: 2 });
+    expect((await scripts()) - before).toBe(1);
+    const ops = Array.from({ length: 60 }, (_, i) => `rt-${i}`);
+    const slots = new Set(ops.map((op) => slotOf(op))).size;
+    before = await scripts();
+    await Promise.all(ops.map((op) => progress.publish(op, { progress: 3 })));
+    // The first publish goes alone (nothing in flight), the rest in one batch: one call per slot each.
+    expect((await scripts()) - before).toBeLessThanOrEqual(slots + 1);
+    before = await scripts();
+    await progress.publish("scoped", { progress: 4 }, { scope: "tenant-1" });
+    expect((await scripts()) - before).toBe(2);
+    await progress.close();
+  });
+
+  it("the scope script's SHA matches SCRIPT LOAD", async () => {
+    expect(await inspector.send("x", ["SCRIPT", "LOAD", SCOPE_SCRIPT])).toBe(SCOPE_SHA);
+  });
+
+  it("300 watchers on 100 operations in ~100 slots hold O(masters) connections, and all get every event", async () => {
+    const base = await connections();
+    const progress = new Progress({
+      port: nodeRedis({ cluster: { rootNodes: c.rootNodes } }),
+      prefix: uniquePrefix(),
+      logger: {},
+      estimate: false,
+    });
+    const seen = new Array<number>(300).fill(0);
+    const watchers = Array.from({ length: 300 }, async (_, i) => {
+      for await (const item of progress.watch(`op-${i % 100}`)) if (item.kind === "event") seen[i] = (seen[i] ?? 0) + 1;
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    await Promise.all(Array.from({ length: 100 }, (_, i) => progress.publish(`op-${i}`, { progress: 50 })));
+    await new Promise((r) => setTimeout(r, 200));
+    // One command connection and one sharded subscriber per master (3 masters).
+    expect((await connections()) - base).toBeLessThanOrEqual(6);
+    await Promise.all(Array.from({ length: 100 }, (_, i) => progress.publish(`op-${i}`, { status: "completed" })));
+    await Promise.all(watchers);
+    expect(seen.every((n) => n === 2)).toBe(true);
+    await progress.close();
+  });
+
+  it("a cluster client passed in is used as is and never closed", async () => {
+    const client = createCluster({ rootNodes: c.rootNodes });
+    await client.connect();
+    const progress = new Progress({ port: nodeRedis({ client }), prefix: uniquePrefix(), logger: {} });
+    expect(await progress.publish("own", { progress: 1 }, { scope: "s" })).toMatchObject({ ok: true });
+    const watching = (async () => {
+      for await (const item of progress.watch("own"))
+        if (item.kind === "event" && item.event.status === "completed") return item.event.seq;
+    })();
+    await new Promise((r) => setTimeout(r, 100));
+    await progress.publish("own", { status: "completed" }, { scope: "s" });
+    expect(await watching).toBe(2);
+    expect((await progress.history({ scope: "s" })).map((e) => e.op)).toEqual(["own", "own"]);
+    await progress.close();
+    expect(client.isOpen).toBe(true);
+    expect(await client.sendCommand("k", false, ["PING"])).toBe("PONG");
+    client.destroy();
+  });
+});
