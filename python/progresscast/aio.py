@@ -1,0 +1,148 @@
+"""The asyncio publisher (``redis.asyncio``), for FastAPI and async workers."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable, Dict, Optional, Set, Tuple
+
+from .publisher import Update, _Settings, log, split
+from .script import APPEND_SCRIPT, Item, PublishResult, decode_append
+from .task import AsyncTask
+from .wire import ProgressValidationError
+
+
+class AsyncProgressPublisher:
+    """The asyncio twin of ProgressPublisher: same options, ``await`` on publish.
+
+    Example::
+
+        publisher = AsyncProgressPublisher(redis.asyncio.Redis.from_url(url))
+        await publisher.publish("import-42", progress=42, message="Rows")
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        prefix: str = "pc",
+        ttl_seconds: int = 86400,
+        max_len: int = 1000,
+        terminal_ttl_seconds: int = 3600,
+        throttle_seconds: float = 0.25,
+        retry_attempts: int = 5,
+        on_error: Optional[Callable[[BaseException, str], None]] = None,
+    ) -> None:
+        self._s = _Settings(
+            prefix, ttl_seconds, terminal_ttl_seconds, max_len, throttle_seconds, retry_attempts, on_error
+        )
+        self._redis = redis
+        self._script = redis.register_script(APPEND_SCRIPT)
+        self._last: Dict[str, Tuple[float, str]] = {}
+        self._held: Dict[str, Tuple[Update, Dict[str, Any]]] = {}
+        self._timers: Dict[str, asyncio.TimerHandle] = {}
+        self._writes: Set["asyncio.Task[PublishResult]"] = set()
+
+    async def publish(self, op: str, **kwargs: Any) -> PublishResult:
+        """Publish one event; see ProgressPublisher.publish."""
+        update, options = split(kwargs)
+        item = self._s.item(op, update, options)
+        held = self._take_held(op)
+        if held is not None:
+            await self._send(op, held)
+        return await self._send(op, item)
+
+    def report(self, op: str, **kwargs: Any) -> None:
+        """Coalesced publish that never raises; see ProgressPublisher.report.
+        Call from a running event loop; ``await flush()`` drains it."""
+        update, options = split(kwargs)
+        try:
+            item = self._s.item(op, update, options)
+        except ProgressValidationError as error:
+            self._s.failed(error, op)
+            return
+        status = dict(item.fields)["status"]
+        now = time.monotonic()
+        last = self._last.get(op)
+        due = (
+            self._s.throttle_seconds == 0
+            or last is None
+            or item.terminal
+            or last[1] != status
+            or now - last[0] >= self._s.throttle_seconds
+        )
+        if not due:
+            self._held[op] = (update, options)
+            if op not in self._timers and last is not None:
+                delay = max(0.0, self._s.throttle_seconds - (now - last[0]))
+                self._timers[op] = asyncio.get_running_loop().call_later(delay, self._write_held, op)
+            return
+        self._drop_held(op)
+        self._last[op] = (now, status)
+        self._spawn(op, item)
+
+    async def flush(self) -> None:
+        """Write every held report and wait for every write in flight."""
+        for op in list(self._held):
+            self._write_held(op)
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Flush. The Redis client stays yours to close."""
+        await self.flush()
+
+    async def __aenter__(self) -> "AsyncProgressPublisher":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def task(
+        self, op: str, total: Optional[int] = None, cid: Optional[str] = None, scope: Optional[str] = None
+    ) -> AsyncTask:
+        """``async with publisher.task(op, total=n) as t:``; see ProgressPublisher.task."""
+        return AsyncTask(self, op, total=total, cid=cid, scope=scope)
+
+    def _drop_held(self, op: str) -> None:
+        timer = self._timers.pop(op, None)
+        if timer is not None:
+            timer.cancel()
+        self._held.pop(op, None)
+
+    def _take_held(self, op: str) -> Optional[Item]:
+        timer = self._timers.pop(op, None)
+        if timer is not None:
+            timer.cancel()
+        held = self._held.pop(op, None)
+        if held is None:
+            return None
+        item = self._s.item(op, *held)
+        self._last[op] = (time.monotonic(), dict(item.fields)["status"])
+        return item
+
+    def _write_held(self, op: str) -> None:
+        item = self._take_held(op)
+        if item is not None:
+            self._spawn(op, item)
+
+    def _spawn(self, op: str, item: Item) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(op, item))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _send(self, op: str, item: Item) -> PublishResult:
+        keys, args = self._s.args(item)
+        attempts = self._s.retry_attempts if item.terminal else 0
+        attempt = 0
+        while True:
+            try:
+                reply = await self._script(keys=keys, args=args)
+                result = decode_append(reply, 1)[0]
+            except Exception as error:  # noqa: BLE001 - a backend fault never reaches the job
+                if attempt < attempts:
+                    await asyncio.sleep(self._s.backoff(attempt))
+                    attempt += 1
+                    continue
+                return self._s.failed(error, op)
+            if result.outcome == "refused":
+                log.debug("progresscast update refused", extra={"op": op, "reason": result.reason})
+            return result

@@ -1,0 +1,5 @@
+local st=redis.call('HGET',KEYS[1],'status')
+if st=='completed' or st=='failed' or st=='cancelled' then return 0 end
+redis.call('HSET',KEYS[1],'cancel',ARGV[1])
+redis.call('EXPIRE',KEYS[1],ARGV[2])
+return 1

@@ -1,0 +1,250 @@
+"""The synchronous publisher (redis-py), for Celery tasks and scripts."""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from .script import APPEND_SCRIPT, Item, PublishResult, decode_append, encode_append
+from .wire import (
+    PREFIX_PATTERN,
+    TERMINAL_STATUSES,
+    ProgressValidationError,
+    assert_id,
+    encode_update,
+)
+
+log = logging.getLogger("progresscast")
+
+Update = Dict[str, Any]
+_PUBLISH_OPTIONS = ("scope", "allow_backwards", "allow_after_terminal")
+
+
+def _int_option(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ProgressValidationError(name, value, "must be an integer of at least %d" % minimum)
+    return value
+
+
+class _Settings:
+    """Options shared by the sync and async publishers, checked once."""
+
+    def __init__(
+        self,
+        prefix: str,
+        ttl_seconds: int,
+        terminal_ttl_seconds: int,
+        max_len: int,
+        throttle_seconds: float,
+        retry_attempts: int,
+        on_error: Optional[Callable[[BaseException, str], None]],
+    ) -> None:
+        if not isinstance(prefix, str) or not PREFIX_PATTERN.fullmatch(prefix):
+            raise ProgressValidationError("prefix", prefix, "must be 1 to 64 of A-Z a-z 0-9 _ . : -")
+        self.prefix = prefix
+        self.ttl_seconds = _int_option("ttl_seconds", ttl_seconds, 1)
+        self.terminal_ttl_seconds = min(_int_option("terminal_ttl_seconds", terminal_ttl_seconds, 1), ttl_seconds)
+        self.max_len = _int_option("max_len", max_len, 1)
+        if isinstance(throttle_seconds, bool) or not isinstance(throttle_seconds, (int, float)) or throttle_seconds < 0:
+            raise ProgressValidationError("throttle_seconds", throttle_seconds, "must be a non-negative number")
+        self.throttle_seconds = float(throttle_seconds)
+        self.retry_attempts = _int_option("retry_attempts", retry_attempts, 0)
+        self.on_error = on_error
+
+    def events_key(self, op: str) -> str:
+        return "%s:{%s}:events" % (self.prefix, op)
+
+    def state_key(self, op: str) -> str:
+        return "%s:{%s}:state" % (self.prefix, op)
+
+    def scope_key(self, scope: str) -> str:
+        return "%s:scope:{%s}:events" % (self.prefix, scope)
+
+    def item(self, op: str, update: Update, options: Dict[str, Any]) -> Item:
+        fields = encode_update(op, **update)
+        scope = options.get("scope")
+        if scope is not None:
+            assert_id(scope, "scope")
+        status = dict(fields)["status"]
+        return Item(
+            events_key=self.events_key(op),
+            state_key=self.state_key(op),
+            scope_key=self.scope_key(scope) if scope is not None else None,
+            fields=fields,
+            terminal=status in TERMINAL_STATUSES,
+            allow_backwards=bool(options.get("allow_backwards", False)),
+            allow_after_terminal=bool(options.get("allow_after_terminal", False)),
+        )
+
+    def args(self, item: Item) -> Tuple[list, list]:
+        return encode_append([item], self.ttl_seconds, self.max_len, self.terminal_ttl_seconds)
+
+    def failed(self, error: BaseException, op: str) -> PublishResult:
+        log.error("progresscast publish failed", extra={"op": op, "error": repr(error)})
+        if self.on_error is not None:
+            try:
+                self.on_error(error, op)
+            except Exception:  # noqa: BLE001 - on_error must not break the job
+                pass
+        return PublishResult("failed", error=error)
+
+    def backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(2.0, 0.1 * 2**attempt))
+
+
+def split(kwargs: Dict[str, Any]) -> Tuple[Update, Dict[str, Any]]:
+    """Separate an update's fields from publish options."""
+    update = {k: v for k, v in kwargs.items() if k not in _PUBLISH_OPTIONS}
+    options = {k: v for k, v in kwargs.items() if k in _PUBLISH_OPTIONS}
+    return update, options
+
+
+class ProgressPublisher:
+    """Publish progress of background jobs in progresscast's wire format.
+
+    Each publish is one atomic script call (EVALSHA, EVAL when the script is
+    not cached): the event is appended to ``<prefix>:{<op>}:events`` and merged
+    into ``<prefix>:{<op>}:state``, ``seq`` assigned by Redis. Safe to share
+    between threads.
+
+    Example::
+
+        publisher = ProgressPublisher(redis.Redis.from_url(url))
+        publisher.publish("import-42", current=420, total=1000, message="Rows")
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        prefix: str = "pc",
+        ttl_seconds: int = 86400,
+        max_len: int = 1000,
+        terminal_ttl_seconds: int = 3600,
+        throttle_seconds: float = 0.25,
+        retry_attempts: int = 5,
+        on_error: Optional[Callable[[BaseException, str], None]] = None,
+    ) -> None:
+        self._s = _Settings(
+            prefix, ttl_seconds, terminal_ttl_seconds, max_len, throttle_seconds, retry_attempts, on_error
+        )
+        self._redis = redis
+        self._script = redis.register_script(APPEND_SCRIPT)
+        self._lock = threading.Lock()
+        self._last: Dict[str, Tuple[float, str]] = {}
+        self._held: Dict[str, Tuple[Update, Dict[str, Any]]] = {}
+        self._timers: Dict[str, threading.Timer] = {}
+
+    def publish(self, op: str, **kwargs: Any) -> PublishResult:
+        """Publish one event and return what happened.
+
+        Keyword arguments: the update's fields (``progress``, ``current``,
+        ``total``, ``message``, ``status``, ``type``, ``cid``, ``data``,
+        ``eta``, ``ts``) and the options ``scope``, ``allow_backwards``,
+        ``allow_after_terminal``. Raises ProgressValidationError for bad input
+        only; a Redis failure is logged and returned (terminal events are
+        retried first), never raised into the job.
+        """
+        update, options = split(kwargs)
+        item = self._s.item(op, update, options)
+        self._write_held(op)
+        return self._send(op, item)
+
+    def report(self, op: str, **kwargs: Any) -> None:
+        """Publish without waiting for each update: coalesced per operation.
+
+        At most one write per ``throttle_seconds``; the newest update inside
+        the interval is held and written when it ends. Status changes and
+        terminal events are written at once. Never raises: bad input and
+        failures go to the log and ``on_error``.
+        """
+        update, options = split(kwargs)
+        try:
+            item = self._s.item(op, update, options)
+        except ProgressValidationError as error:
+            self._s.failed(error, op)
+            return
+        status = dict(item.fields)["status"]
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(op)
+            due = (
+                self._s.throttle_seconds == 0
+                or last is None
+                or item.terminal
+                or last[1] != status
+                or now - last[0] >= self._s.throttle_seconds
+            )
+            if not due:
+                self._held[op] = (update, options)
+                if op not in self._timers:
+                    delay = max(0.0, self._s.throttle_seconds - (now - last[0])) if last else 0.0
+                    timer = threading.Timer(delay, self._write_held, args=(op,))
+                    timer.daemon = True
+                    self._timers[op] = timer
+                    timer.start()
+                return
+            self._cancel_timer(op)
+            self._held.pop(op, None)
+            self._last[op] = (now, status)
+        self._send(op, item)
+
+    def flush(self) -> None:
+        """Write every held report now."""
+        with self._lock:
+            ops = list(self._held)
+        for op in ops:
+            self._write_held(op)
+
+    def close(self) -> None:
+        """Flush held reports. The Redis client stays yours to close."""
+        self.flush()
+
+    def __enter__(self) -> "ProgressPublisher":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def task(self, op: str, total: Optional[int] = None, cid: Optional[str] = None, scope: Optional[str] = None):
+        """A job's lifecycle as a context manager: ``running`` on entry,
+        ``completed`` on a normal exit, ``failed`` (with the exception's text)
+        when the block raises. The exception is not swallowed."""
+        from .task import Task
+
+        return Task(self, op, total=total, cid=cid, scope=scope)
+
+    def _cancel_timer(self, op: str) -> None:
+        timer = self._timers.pop(op, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _write_held(self, op: str) -> None:
+        with self._lock:
+            self._timers.pop(op, None)
+            held = self._held.pop(op, None)
+            if held is None:
+                return
+            update, options = held
+            item = self._s.item(op, update, options)
+            self._last[op] = (time.monotonic(), dict(item.fields)["status"])
+        self._send(op, item)
+
+    def _send(self, op: str, item: Item) -> PublishResult:
+        keys, args = self._s.args(item)
+        attempts = self._s.retry_attempts if item.terminal else 0
+        attempt = 0
+        while True:
+            try:
+                reply = self._script(keys=keys, args=args)
+                result = decode_append(reply, 1)[0]
+            except Exception as error:  # noqa: BLE001 - a backend fault never reaches the job
+                if attempt < attempts:
+                    time.sleep(self._s.backoff(attempt))
+                    attempt += 1
+                    continue
+                return self._s.failed(error, op)
+            if result.outcome == "refused":
+                log.debug("progresscast update refused", extra={"op": op, "reason": result.reason})
+            return result

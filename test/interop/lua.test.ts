@@ -1,0 +1,57 @@
+/**
+ * The shipped `.lua` files are the scripts of src/core/lua.ts byte for byte,
+ * and Redis answers the documented SHA1 when it loads them.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createClient } from "redis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { staleLua } from "../../scripts/gen-lua.ts";
+import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA } from "../../src/core/lua.ts";
+import { type RedisServer, startRedis } from "../support/redis-server.ts";
+import { root } from "./support.ts";
+
+describe("shipped Lua scripts", () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis?.close();
+  });
+
+  it("lua/ and the Python package hold exactly what src/core/lua.ts says (run `tsx scripts/gen-lua.ts` when not)", () => {
+    expect(staleLua(root)).toEqual([]);
+    expect(readFileSync(join(root, "lua", "append.lua"), "utf8")).toBe(APPEND_SCRIPT);
+    const manifest = JSON.parse(readFileSync(join(root, "lua", "scripts.json"), "utf8"));
+    expect(manifest).toEqual({
+      append: { file: "append.lua", sha1: APPEND_SHA },
+      cancel: { file: "cancel.lua", sha1: CANCEL_SHA },
+    });
+  });
+
+  it("SCRIPT LOAD of each file answers its documented SHA1", async () => {
+    const client = createClient({ url: redis.url });
+    await client.connect();
+    try {
+      for (const [file, sha, source] of [
+        ["append.lua", APPEND_SHA, APPEND_SCRIPT],
+        ["cancel.lua", CANCEL_SHA, CANCEL_SCRIPT],
+      ] as const) {
+        const bytes = readFileSync(join(root, "lua", file));
+        expect(createHash("sha1").update(bytes).digest("hex")).toBe(sha);
+        expect(await client.scriptLoad(bytes.toString("utf8"))).toBe(sha);
+        expect(source).toBe(bytes.toString("utf8"));
+      }
+    } finally {
+      await client.quit();
+    }
+  });
+
+  it("the wire-format document quotes the current SHA1s", () => {
+    const doc = readFileSync(join(root, "docs", "wire-format.md"), "utf8");
+    expect(doc).toContain(APPEND_SHA);
+    expect(doc).toContain(CANCEL_SHA);
+  });
+});

@@ -1,0 +1,143 @@
+"""Scenarios run by test/interop/python.test.ts as real Python processes.
+
+Usage: driver.py <redis-url> <prefix> <scenario> <op> — prints one JSON line.
+"""
+import asyncio
+import json
+import sys
+import threading
+from datetime import datetime, timezone
+
+import redis
+import redis.asyncio
+
+from progresscast import AsyncProgressPublisher, ProgressPublisher, ProgressValidationError
+
+url, prefix, scenario, op = sys.argv[1:5]
+TS = datetime(2026, 11, 22, 14, 30, 0, 123000, tzinfo=timezone.utc)
+
+
+def out(value):
+    print(json.dumps(value))
+
+
+def same_as_typescript(p):
+    # The same calls the TypeScript side makes, with fixed timestamps.
+    results = [
+        p.publish(op, status="queued", ts=TS, cid="req-1"),
+        p.publish(op, current=1, total=3, message="Chunked 1 of 3", ts=TS, cid="req-1"),
+        p.publish(op, type="file_completed", data={"file": "a.csv", "rows": 10, "ok": True}, ts=TS, cid="req-1"),
+        p.publish(op, progress=66.666, current=2, total=3, ts=TS, eta=1.5, cid="req-1"),
+        p.publish(op, progress=10, ts=TS),
+        p.publish(op, status="completed", message="done", ts=TS, cid="req-1"),
+        p.publish(op, progress=100, ts=TS),
+    ]
+    return [[r.outcome, r.seq, r.reason] for r in results]
+
+
+if scenario == "same":
+    out(same_as_typescript(ProgressPublisher(redis.Redis.from_url(url), prefix=prefix)))
+
+elif scenario == "same-async":
+
+    async def main():
+        client = redis.asyncio.Redis.from_url(url)
+        p = AsyncProgressPublisher(client, prefix=prefix)
+        r = [
+            await p.publish(op, status="queued", ts=TS, cid="req-1"),
+            await p.publish(op, current=1, total=3, message="Chunked 1 of 3", ts=TS, cid="req-1"),
+            await p.publish(
+                op, type="file_completed", data={"file": "a.csv", "rows": 10, "ok": True}, ts=TS, cid="req-1"
+            ),
+            await p.publish(op, progress=66.666, current=2, total=3, ts=TS, eta=1.5, cid="req-1"),
+            await p.publish(op, progress=10, ts=TS),
+            await p.publish(op, status="completed", message="done", ts=TS, cid="req-1"),
+            await p.publish(op, progress=100, ts=TS),
+        ]
+        await client.aclose() if hasattr(client, "aclose") else await client.close()
+        return [[x.outcome, x.seq, x.reason] for x in r]
+
+    out(asyncio.run(main()))
+
+elif scenario == "threads":
+    p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix)
+    failures = []
+
+    def worker(name):
+        for i in range(300):
+            r = p.publish(op, message="%s %d" % (name, i), data={"thread": name, "i": i}, allow_backwards=True)
+            if not r.ok:
+                failures.append(r.outcome)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out({"failures": failures})
+
+elif scenario == "validation":
+    p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix)
+    cases = json.loads(sys.stdin.read())
+    fields = []
+    for case in cases:
+        target = case.pop("op", op)
+        if "ts" in case:
+            case["ts"] = datetime.fromisoformat(case["ts"]) if isinstance(case["ts"], str) else case["ts"]
+        if case.get("data") == "__set__":
+            case["data"] = {"s": {1, 2}}
+        try:
+            p.publish(target, **case)
+            fields.append(None)
+        except ProgressValidationError as error:
+            fields.append(error.field)
+    out(fields)
+
+elif scenario == "task-ok":
+    p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix, throttle_seconds=0.05)
+    with p.task(op, total=50, cid="celery-1") as t:
+        for i in range(50):
+            t.advance(message="row %d" % (i + 1))
+        t.event("file_completed", data={"file": "b.csv"})
+    out({"cancelled": t.cancelled})
+
+elif scenario == "task-fail":
+    p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix)
+    try:
+        with p.task(op, total=10) as t:
+            t.progress(4)
+            raise RuntimeError("disk full")
+    except RuntimeError as error:
+        out({"raised": str(error)})
+
+elif scenario == "task-async":
+
+    async def main():
+        client = redis.asyncio.Redis.from_url(url)
+        p = AsyncProgressPublisher(client, prefix=prefix, throttle_seconds=0.05)
+        async with p.task(op, total=20) as t:
+            for _ in range(20):
+                t.advance()
+                await asyncio.sleep(0)
+            await t.event("file_completed", data={"file": "c.csv"})
+        await client.aclose() if hasattr(client, "aclose") else await client.close()
+
+    asyncio.run(main())
+    out({"ok": True})
+
+elif scenario == "report":
+    # 2000 reports inside a short time: coalesced, the last one written.
+    client = redis.Redis.from_url(url)
+    p = ProgressPublisher(client, prefix=prefix, throttle_seconds=0.2)
+    for i in range(1, 2001):
+        p.report(op, current=i, total=2000)
+    p.flush()
+    out({"ok": True})
+
+elif scenario == "cancel":
+    p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix)
+    r = p.publish(op, progress=5)
+    out({"cancelled": r.cancelled})
+
+else:
+    raise SystemExit("unknown scenario " + scenario)

@@ -1,0 +1,231 @@
+/**
+ * The Python publisher (python/progresscast), run as real Python processes
+ * against a real redis-server: progresscast's `get`, `history`, `watch` and
+ * SSE deliver its events exactly as they deliver a TypeScript worker's.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
+import {
+  createProgress,
+  isProgressValidationError,
+  type Progress,
+  type ProgressUpdate,
+  silentLogger,
+} from "../../src/index.ts";
+import { type RedisServer, startRedis } from "../support/redis-server.ts";
+import { DRIVER, delivered, findPython, normalize, PYTHONPATH, run } from "./support.ts";
+
+const python = findPython();
+if (python === "absent") {
+  console.warn("test/interop/python.test.ts skipped: no python3 on this machine (install Python 3.9+ and redis-py).");
+}
+if (python === "no-redis") {
+  throw new Error(
+    "python3 is installed but cannot import redis-py: install it (`sudo apt-get install -y python3-redis` or " +
+      "`pip install redis`), or point PROGRESSCAST_PYTHON at a Python that has it.",
+  );
+}
+
+const TS = new Date("2026-11-22T14:30:00.123Z");
+/** The calls driver.py's `same` scenario makes, in TypeScript. */
+const SAME: ProgressUpdate[] = [
+  { status: "queued", ts: TS, cid: "req-1" },
+  { current: 1, total: 3, message: "Chunked 1 of 3", ts: TS, cid: "req-1" },
+  { type: "file_completed", data: { file: "a.csv", rows: 10, ok: true }, ts: TS, cid: "req-1" },
+  { progress: 66.666, current: 2, total: 3, ts: TS, eta: 1.5, cid: "req-1" },
+  { progress: 10, ts: TS },
+  { status: "completed", message: "done", ts: TS, cid: "req-1" },
+  { progress: 100, ts: TS },
+];
+
+describe.skipIf(typeof python !== "object")("Python publisher", () => {
+  const py = typeof python === "object" ? python.path : "python3";
+  let redis: RedisServer;
+  let progress: Progress;
+  const prefix = `py${Math.random().toString(36).slice(2, 8)}`;
+
+  const driver = async (scenario: string, op: string, input?: string): Promise<unknown> => {
+    const r = await run(py, [DRIVER, redis.url, prefix, scenario, op], {
+      env: { PYTHONPATH },
+      ...(input === undefined ? {} : { input }),
+    });
+    if (r.code !== 0) throw new Error(`driver.py ${scenario} exited ${r.code}\n${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split("\n").pop() ?? "null");
+  };
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    progress = createProgress({
+      port: nodeRedis({ url: redis.url }),
+      prefix,
+      throttle: false,
+      estimate: false,
+      logger: silentLogger,
+    });
+  });
+  afterAll(async () => {
+    await progress?.close();
+    await redis?.close();
+  });
+
+  it("delivers its events exactly like a TypeScript worker's (get, history, watch, SSE; sync and asyncio)", async () => {
+    const outcomes = [];
+    for (const update of SAME) {
+      const r = await progress.publish("ts-same", update);
+      outcomes.push([
+        r.outcome,
+        r.ok || r.outcome === "refused" ? r.seq : null,
+        r.ok ? null : ((r as { reason?: string }).reason ?? null),
+      ]);
+    }
+    const expected = await delivered(progress, "ts-same");
+    expect((expected.history as unknown[]).length).toBe(5);
+
+    expect(await driver("same", "py-same")).toEqual(outcomes);
+    expect(await delivered(progress, "py-same")).toEqual(expected);
+
+    expect(await driver("same-async", "py-async")).toEqual(outcomes);
+    expect(await delivered(progress, "py-async")).toEqual(expected);
+  });
+
+  it("two threads publishing 300 events each to one operation get seq 1..600, no duplicate, in order", async () => {
+    expect(await driver("threads", "py-threads")).toEqual({ failures: [] });
+    const history = await progress.history("py-threads", { limit: 1000 });
+    expect(history).toHaveLength(600);
+    expect(history.map((e) => e.seq)).toEqual(Array.from({ length: 600 }, (_, i) => i + 1));
+    for (const thread of ["a", "b"]) {
+      const mine = history.filter((e) => e.data?.thread === thread).map((e) => e.data?.i);
+      expect(mine).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    }
+    expect((await progress.get("py-threads"))?.seq).toBe(600);
+  });
+
+  it("refuses every invalid input naming the same field as the TypeScript core", async () => {
+    const cases: Record<string, unknown>[] = [
+      { op: "bad op" },
+      { op: "a{b}:events" },
+      { op: "" },
+      { op: "x".repeat(129) },
+      { progress: 101 },
+      { progress: -1 },
+      { progress: "50" },
+      { current: -1 },
+      { current: 1.5 },
+      { total: -3 },
+      { current: 5, total: 3 },
+      { message: "x".repeat(2049) },
+      { message: 42 },
+      { status: "done" },
+      { status: "SUCCESS" },
+      { type: "1bad" },
+      { type: "has space" },
+      { cid: "has space" },
+      { cid: "" },
+      { data: [1, 2] },
+      { data: "text" },
+      { data: { big: "x".repeat(17_000) } },
+      { data: "__set__" },
+      { eta: -1 },
+      { ts: "2026-11-22T14:30:00" },
+      { ts: 1_795_000_000 },
+      { scope: "bad scope" },
+      { progress: 50, message: "ok" },
+    ];
+    const typescript = await Promise.all(
+      cases.map(async (c) => {
+        const { op = "ts-valid", scope, ...rest } = c;
+        const update = { ...rest } as Record<string, unknown>;
+        if (update.data === "__set__") update.data = { s: 10n };
+        try {
+          await progress.publish(
+            op as string,
+            update as ProgressUpdate,
+            scope === undefined ? {} : { scope: scope as string },
+          );
+          return null;
+        } catch (error) {
+          if (!isProgressValidationError(error)) throw error;
+          return error.field;
+        }
+      }),
+    );
+    expect(typescript.slice(0, -1).every((f) => f !== null)).toBe(true);
+    expect(await driver("validation", "py-valid", JSON.stringify(cases))).toEqual(typescript);
+  });
+
+  it("task context: running, coalesced progress, an application event, completed; a live watcher sees it end", async () => {
+    const watched: string[] = [];
+    const watching = (async () => {
+      for await (const item of progress.watch("py-task")) {
+        if (item.kind === "event") watched.push(`${item.event.type}:${item.event.status}`);
+      }
+    })();
+    expect(await driver("task-ok", "py-task")).toEqual({ cancelled: null });
+    await watching;
+    expect(watched.at(-1)).toBe("progress:completed");
+    expect(watched).toContain("file_completed:running");
+    const history = await progress.history("py-task");
+    expect(history[0]).toMatchObject({ status: "running", progress: 0, cid: "celery-1" });
+    expect(history.length).toBeLessThan(50);
+    const fileEvent = history.findIndex((e) => e.type === "file_completed");
+    expect(history[fileEvent - 1]).toMatchObject({ current: 50, total: 50, message: "row 50" });
+    expect(history.at(-1)).toMatchObject({ status: "completed", current: 50, total: 50, progress: 100, eta: 0 });
+    expect(await progress.get("py-task")).toMatchObject({ status: "completed", seq: history.at(-1)?.seq });
+  });
+
+  it("task context ends failed with the exception's text, and the exception still propagates", async () => {
+    expect(await driver("task-fail", "py-fail")).toEqual({ raised: "disk full" });
+    expect(await progress.get("py-fail")).toMatchObject({ status: "failed", message: "disk full", current: 4 });
+  });
+
+  it("asyncio task context and coalescing report", async () => {
+    expect(await driver("task-async", "py-atask")).toEqual({ ok: true });
+    const history = await progress.history("py-atask");
+    expect(history.map((e) => e.type)).toContain("file_completed");
+    expect(history.at(-1)).toMatchObject({ status: "completed", current: 20, total: 20 });
+
+    expect(await driver("report", "py-report")).toEqual({ ok: true });
+    const reports = await progress.history("py-report", { limit: 1000 });
+    expect(reports.length).toBeLessThan(1000);
+    expect(reports.at(-1)).toMatchObject({ current: 2000, total: 2000, progress: 100 });
+  });
+
+  it("the Celery example imports without Celery and runs its task", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "progresscast-celery-"));
+    const csv = join(dir, "rows.csv");
+    writeFileSync(csv, `id,name\n${Array.from({ length: 30 }, (_, i) => `${i},row${i}`).join("\n")}\n`);
+    try {
+      const r = await run(
+        py,
+        ["-c", `import celery_task, sys; print(celery_task.import_csv("py-celery", sys.argv[1], "req-9"))`, csv],
+        { env: { PYTHONPATH: `${PYTHONPATH}:${join(PYTHONPATH, "examples")}`, REDIS_URL: redis.url } },
+      );
+      expect(r.stderr).toBe("");
+      expect(r.stdout.trim()).toBe("30");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const reader = createProgress({ port: nodeRedis({ url: redis.url }), logger: silentLogger });
+    try {
+      expect(await reader.get("py-celery")).toMatchObject({
+        status: "completed",
+        current: 30,
+        total: 30,
+        cid: "req-9",
+      });
+      expect((await reader.history("py-celery")).map((e) => e.type)).toContain("file_completed");
+    } finally {
+      await reader.close();
+    }
+  });
+
+  it("learns a cancellation from the publish's answer", async () => {
+    await progress.publish("py-cancel", { progress: 1 });
+    expect(await progress.cancel("py-cancel", "user pressed cancel")).toBe(true);
+    expect(await driver("cancel", "py-cancel")).toEqual({ cancelled: "user pressed cancel" });
+    expect(normalize(await progress.get("py-cancel"), "py-cancel")).toMatchObject({ progress: 5 });
+  });
+});
