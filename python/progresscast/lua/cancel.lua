@@ -1,5 +1,6 @@
 local st=redis.call('HGET',KEYS[1],'status')
 if st=='completed' or st=='failed' or st=='cancelled' then return 0 end
+if not st and redis.call('EXISTS',KEYS[1])==0 then return 0 end
 redis.call('HSET',KEYS[1],'cancel',ARGV[1])
 redis.call('EXPIRE',KEYS[1],ARGV[2])
 return 1
