@@ -2,7 +2,7 @@ import { ProgressError, ProgressValidationError } from "./errors.ts";
 import type { Metrics } from "./observe.ts";
 import type { StreamEntry, StreamPort } from "./port.ts";
 import { sleep } from "./util.ts";
-import { decodeEvent, ID_PATTERN, type ProgressEvent } from "./wire.ts";
+import { decodeEvent, ID_PATTERN, isStreamId, type ProgressEvent } from "./wire.ts";
 
 /** Options of `progress.consume`. */
 export interface ConsumeOptions {
@@ -87,11 +87,12 @@ export async function* consumeStream(
   let lastClaim = 0;
 
   const deliver = (entry: StreamEntry, claimed: boolean): Delivery | null => {
-    const event = decodeEvent({ id: entry.fields.id ?? entry.id, fields: entry.fields });
+    const event = decodeEvent({ id: isStreamId(entry.fields.id) ? entry.fields.id : entry.id, fields: entry.fields });
     const done = async (): Promise<void> => {
       await ack.call(port, key, o.group, [entry.id]);
     };
-    if (types && !types.has(event.type)) {
+    // An entry no operation can own (written by someone else) is acknowledged and skipped.
+    if (event === null || (types && !types.has(event.type))) {
       void done().catch(() => {});
       return null;
     }

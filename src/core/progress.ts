@@ -4,6 +4,7 @@ import {
   BackendError,
   ConnectionClosedError,
   isProgressError,
+  isProgressValidationError,
   type ProgressError,
   ProgressValidationError,
 } from "./errors.ts";
@@ -12,7 +13,7 @@ import { Hub } from "./hub.ts";
 import { noMetrics } from "./observe.ts";
 import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import type { AppendItem, AppendResult } from "./port.ts";
-import { type SseOptions, sseResponse, type WatchTarget } from "./sse.ts";
+import { badRequest, type SseOptions, sseResponse, type WatchTarget } from "./sse.ts";
 import { Task, type TaskOptions } from "./task.ts";
 import { Coalescer, type Held } from "./throttle.ts";
 import { backoff, sleep, toError } from "./util.ts";
@@ -20,10 +21,12 @@ import { type WatchItem, type WatchOptions, watchStream } from "./watch.ts";
 import { serveSession, type WebSocketLike, type WebSocketOptions } from "./websocket.ts";
 import {
   assertId,
+  assertStreamId,
   decodeEvent,
   decodeSnapshot,
   encodeUpdate,
   isTerminal,
+  MAX_ETA_SECONDS,
   type ProgressEvent,
   type ProgressSnapshot,
   type ProgressUpdate,
@@ -174,7 +177,7 @@ export class Progress implements AsyncDisposable {
 
   /**
    * Events of an operation (or a scope) still in its stream, oldest first.
-   * @throws {ProgressValidationError} for a bad id or limit; {@link BackendError} when the backend fails.
+   * @throws {ProgressValidationError} for a bad id, `after` or limit; {@link BackendError} when the backend fails.
    */
   async history(target: Target, options: HistoryOptions = {}): Promise<ProgressEvent[]> {
     const key = this.streamKey(target);
@@ -182,8 +185,15 @@ export class Progress implements AsyncDisposable {
     if (!Number.isInteger(limit) || limit < 1) {
       throw new ProgressValidationError("limit", limit, "must be a positive integer");
     }
+    if (options.after !== undefined) assertStreamId(options.after, "after");
     const read = await this.#o.port.read(null, key, { after: options.after, limit });
-    return read.entries.map(decodeEvent);
+    const op = typeof target === "string" ? target : undefined;
+    const events: ProgressEvent[] = [];
+    for (const entry of read.entries) {
+      const event = decodeEvent(entry, op);
+      if (event !== null) events.push(event);
+    }
+    return events;
   }
 
   /**
@@ -208,7 +218,7 @@ export class Progress implements AsyncDisposable {
    * history, a `reset` with the snapshot comes first. Breaking out of the loop
    * releases everything. However many watchers, one manager reads each stream once.
    *
-   * @throws {ProgressValidationError} for a bad id; {@link BackendError} when the first read fails.
+   * @throws {ProgressValidationError} for a bad id or `after` (at once, not on the first read); {@link BackendError} when the first read fails.
    * @example
    * ```ts
    * for await (const item of progress.watch("import-42", { signal })) {
@@ -218,10 +228,12 @@ export class Progress implements AsyncDisposable {
    */
   watch(target: Target, options: WatchOptions = {}): AsyncGenerator<WatchItem, void, undefined> {
     const events = this.streamKey(target);
-    const state = typeof target === "string" ? this.#o.keys.state(target) : null;
+    if (options.after !== undefined) assertStreamId(options.after, "after");
+    const op = typeof target === "string" ? target : undefined;
+    const state = op !== undefined ? this.#o.keys.state(op) : null;
     return watchStream(
       { port: this.#o.port, hub: this.#hubFor(), metrics: this.#o.metrics, closed: this.#closing.signal },
-      { events, state },
+      { events, state, op },
       options,
     );
   }
@@ -234,16 +246,23 @@ export class Progress implements AsyncDisposable {
    * first as `event: snapshot` (or `reset`). Honours `Last-Event-ID` and an
    * `after` query parameter; sends `retry:` and heartbeat comments; closes after
    * a terminal event; frees everything when the client goes away.
-   * Refused requests get 401/403 with no data. No CORS header unless you add one.
+   * Refused requests get 401/403 with no data. An invalid operation id, scope
+   * or resume id gets a 400 with a short plain-text reason (never a throw, never
+   * an empty 200 that clients would retry forever). No CORS header unless you add one.
    *
-   * @throws {ProgressValidationError} for a bad id (before any response is made).
    * @example
    * ```ts
    * app.get("/progress/:op", (c) => progress.sse(c.req.raw, c.req.param("op"), { authorize }));
    * ```
    */
   async sse(request: Request, target: Target, options: SseOptions = {}): Promise<Response> {
-    const t = this.#target(target);
+    let t: WatchTarget;
+    try {
+      t = this.#target(target);
+    } catch (error) {
+      if (isProgressValidationError(error)) return badRequest(error.message, options.headers);
+      throw error;
+    }
     return await sseResponse(request, t, (o) => this.watch(target, o), options);
   }
 
@@ -400,7 +419,7 @@ export class Progress implements AsyncDisposable {
         Number(fields.progress),
         update.ts === undefined ? now.getTime() : update.ts.getTime(),
       );
-      if (eta !== undefined) fields.eta = String(eta);
+      if (eta !== undefined && eta <= MAX_ETA_SECONDS) fields.eta = String(eta);
     }
     if (terminal) {
       this.#estimator.forget(op);
@@ -422,7 +441,8 @@ export class Progress implements AsyncDisposable {
     try {
       item = this.#prepare(held.op, held.update, held.options);
     } catch (error) {
-      this.#fail(toError(error), held.op, held.update.cid);
+      // `update` may be anything a caller passed (null included): report() never throws.
+      this.#fail(toError(error), held.op, held.update?.cid);
       return;
     }
     const sent = this.#send(item, held.update.cid);

@@ -1,5 +1,6 @@
-import { isUnauthorizedError } from "./errors.ts";
+import { isProgressValidationError, isUnauthorizedError } from "./errors.ts";
 import type { WatchItem, WatchOptions } from "./watch.ts";
+import { assertStreamId, isStreamId, TYPE_PATTERN } from "./wire.ts";
 
 /** What a watcher asks to follow: one operation, or every operation of a scope. */
 export type WatchTarget =
@@ -31,21 +32,58 @@ export interface SseOptions {
   readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
-/** Encode one watch item as an SSE message. */
+/**
+ * Encode one watch item as an SSE message. Only a stream entry id reaches
+ * `id:` and only a type of the safe set ({@link TYPE_PATTERN}) reaches
+ * `event:` (anything else is sent as `progress`); data is JSON, which has no
+ * raw line breaks. So nothing written by someone else can add lines.
+ */
 export function sseMessage(item: WatchItem): string {
   if (item.kind === "event") {
     const { event } = item;
-    return `id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+    const id = isStreamId(event.id) ? `id: ${event.id}\n` : "";
+    const type = TYPE_PATTERN.test(event.type) ? event.type : "progress";
+    return `${id}event: ${type}\ndata: ${JSON.stringify(event)}\n\n`;
   }
   return `event: ${item.kind}\ndata: ${JSON.stringify(item.snapshot)}\n\n`;
 }
 
-/** `Last-Event-ID` header, else the `after` query parameter. */
+/**
+ * The id to resume after: the `Last-Event-ID` header, else the `after` query
+ * parameter; undefined when neither is given (or both are empty).
+ *
+ * @throws {ProgressValidationError} naming `Last-Event-ID` or `after` when it is not a stream entry id.
+ * @example
+ * ```ts
+ * resumeId(new Request("https://x/progress/job-1?after=1732890000000-0")); // "1732890000000-0"
+ * ```
+ */
 export function resumeId(request: Request): string | undefined {
-  const header = request.headers.get("last-event-id");
-  if (header && /^\d+-\d+$/.test(header.trim())) return header.trim();
+  const header = request.headers.get("last-event-id")?.trim();
+  if (header) {
+    assertStreamId(header, "Last-Event-ID");
+    return header;
+  }
   const after = new URL(request.url, "http://localhost").searchParams.get("after");
-  return after && /^\d+-\d+$/.test(after) ? after : undefined;
+  if (after === null || after === "") return undefined;
+  assertStreamId(after, "after");
+  return after;
+}
+
+/**
+ * A 400 answer with a short plain-text reason, for a request that names an
+ * invalid operation, scope or resume id: a client that gets it should not retry.
+ */
+export function badRequest(reason: string, headers?: Readonly<Record<string, string>>): Response {
+  return new Response(`${reason}\n`, {
+    status: 400,
+    headers: {
+      "content-type": "text/plain; charset=utf-8",
+      "x-content-type-options": "nosniff",
+      "cache-control": "no-store",
+      ...headers,
+    },
+  });
 }
 
 function refusal(status: 401 | 403, message: string, headers: Readonly<Record<string, string>> | undefined): Response {
@@ -79,13 +117,20 @@ export async function sseResponse(
   start: (options: WatchOptions) => AsyncGenerator<WatchItem, void, undefined>,
   options: SseOptions,
 ): Promise<Response> {
+  let after: string | undefined;
+  try {
+    after = resumeId(request);
+  } catch (error) {
+    if (isProgressValidationError(error)) return badRequest(error.message, options.headers);
+    throw error;
+  }
   const refused = await checkAuthorize(options.authorize, request, target);
   if (refused) return refusal(refused.status, refused.message, options.headers);
   const heartbeatMs = options.heartbeatMs ?? 15_000;
   const retryMs = options.retryMs ?? 2000;
   const stop = new AbortController();
   const signal = AbortSignal.any([stop.signal, request.signal]);
-  const items = start({ after: resumeId(request), signal });
+  const items = start({ after, signal });
   const encoder = new TextEncoder();
   let heartbeat: ReturnType<typeof setInterval> | undefined;
   const cleanup = (): void => {

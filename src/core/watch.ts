@@ -81,10 +81,12 @@ export function compact(queue: StreamEntry[], max: number): number {
  */
 export async function* watchStream(
   ctx: WatchContext,
-  keys: { readonly events: string; readonly state: string | null },
+  keys: { readonly events: string; readonly state: string | null; readonly op?: string | undefined },
   options: WatchOptions,
 ): AsyncGenerator<WatchItem, void, undefined> {
   const { signal } = options;
+  // Entries of an operation's stream belong to it even when a foreign writer left `op` out.
+  const op = keys.op;
   const maxQueue = options.maxQueue ?? 256;
   const single = keys.state !== null;
   if (signal?.aborted || ctx.closed.aborted) return;
@@ -115,7 +117,8 @@ export async function* watchStream(
     for (const entry of page) {
       if (compareIds(entry.id, lastId) <= 0) continue;
       lastId = entry.id;
-      const event = decodeEvent(entry);
+      const event = decodeEvent(entry, op);
+      if (event === null) continue;
       yield { kind: "event", event };
       if (single && isTerminal(event.status)) ended = true;
     }
@@ -160,7 +163,8 @@ export async function* watchStream(
       }
       const entry = queue.shift() as StreamEntry;
       lastId = entry.id;
-      const event = decodeEvent(entry);
+      const event = decodeEvent(entry, op);
+      if (event === null) continue;
       ctx.metrics.increment("events_delivered");
       yield { kind: "event", event };
       if (single && isTerminal(event.status)) return;

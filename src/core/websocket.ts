@@ -1,6 +1,6 @@
 import { type Authorize, checkAuthorize, type WatchTarget } from "./sse.ts";
 import type { WatchItem, WatchOptions } from "./watch.ts";
-import { ID_PATTERN } from "./wire.ts";
+import { ID_PATTERN, isStreamId } from "./wire.ts";
 
 /**
  * Any WebSocket: `ws` in Node, `WebSocketPair` in Workers, Deno's and the
@@ -144,8 +144,13 @@ export function serveSession<R>(
       }
       const target: WatchTarget = op !== undefined ? { op } : { scope: scope as string };
       if (msg.type === "watch") {
-        const after = typeof msg.after === "string" && /^\d+-\d+$/.test(msg.after) ? msg.after : undefined;
-        void follow(target, after);
+        if (msg.after !== undefined && msg.after !== null && !isStreamId(msg.after)) {
+          return error(
+            "bad_after",
+            "after must be a stream entry id such as 1732890000000-0 (an event id already seen)",
+          );
+        }
+        void follow(target, typeof msg.after === "string" ? msg.after : undefined);
         return;
       }
       if (msg.type === "unwatch") {

@@ -47,6 +47,18 @@ export const DECIMAL: RegExp = /^(0|[1-9]\d*)(\.\d{1,2})?$/;
 export const INTEGER: RegExp = /^(0|[1-9]\d*)$/;
 /** Timestamps on the wire: ISO 8601 UTC with milliseconds. */
 export const TS: RegExp = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+/**
+ * Stream entry ids: `<ms>-<seq>`, each part an unsigned 64-bit integer. Only
+ * such ids reach the backend or an SSE `id:` line.
+ */
+export const STREAM_ID: RegExp = /^\d{1,20}-\d{1,20}$/;
+/** Largest `eta`, in seconds (about 31,700 years): past it a number no longer prints as a plain decimal. */
+export const MAX_ETA_SECONDS = 1e12;
+
+const U64_MAX = 18_446_744_073_709_551_615n;
+/** `ts` must print as 4-digit years: 0000-01-01 to 9999-12-31. */
+const TS_MIN_MS = -62_167_219_200_000;
+const TS_MAX_MS = 253_402_300_799_999;
 
 /** Flat fields of a v1 stream entry (all strings, as Redis holds them). */
 export interface WireEvent {
@@ -107,6 +119,11 @@ export interface ProgressEvent {
   readonly data?: Record<string, unknown>;
   /** Estimated seconds remaining. */
   readonly eta?: number;
+  /**
+   * The type as written, when a foreign publisher wrote one outside the safe
+   * set ({@link TYPE_PATTERN}); `type` is then `progress`.
+   */
+  readonly rawType?: string;
 }
 
 /** The latest state of an operation: the merge of its events. */
@@ -126,8 +143,8 @@ const HINTS: Record<string, string> = {
   type: "letters, digits and _ . : - (starting with a letter), at most 64",
   cid: "printable ASCII without spaces, 1 to 128 characters",
   data: "a plain JSON object",
-  eta: "a non-negative finite number of seconds",
-  ts: "a valid Date",
+  eta: `a non-negative finite number of seconds, at most ${MAX_ETA_SECONDS}`,
+  ts: "a valid Date from year 0000 to 9999",
 };
 
 const RULES: ReadonlyArray<readonly [keyof ProgressUpdate, (v: unknown) => boolean]> = [
@@ -145,8 +162,8 @@ const RULES: ReadonlyArray<readonly [keyof ProgressUpdate, (v: unknown) => boole
       typeof v === "object" &&
       (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null),
   ],
-  ["eta", (v) => typeof v === "number" && v >= 0 && v <= Number.MAX_VALUE],
-  ["ts", (v) => v instanceof Date],
+  ["eta", (v) => typeof v === "number" && v >= 0 && v <= MAX_ETA_SECONDS],
+  ["ts", (v) => v instanceof Date && v.getTime() >= TS_MIN_MS && v.getTime() <= TS_MAX_MS],
 ];
 
 /**
@@ -170,6 +187,33 @@ export function assertId(value: unknown, field = "op"): asserts value is string 
       field,
       value,
       "must be 1 to 128 letters, digits or _ . : @ / - and start with a letter or digit (no braces, spaces or control characters)",
+    );
+  }
+}
+
+/** True for a stream entry id (`<ms>-<seq>`, both unsigned 64-bit integers). */
+export function isStreamId(value: unknown): value is string {
+  if (typeof value !== "string" || !STREAM_ID.test(value)) return false;
+  const dash = value.indexOf("-");
+  return BigInt(value.slice(0, dash)) <= U64_MAX && BigInt(value.slice(dash + 1)) <= U64_MAX;
+}
+
+/**
+ * Throw a {@link ProgressValidationError} unless `value` is a stream entry id
+ * (`1732890000000-0`), so a bad resume id never reaches the backend.
+ *
+ * @throws {ProgressValidationError} naming `field`.
+ * @example
+ * ```ts
+ * assertStreamId(url.searchParams.get("after"), "after");
+ * ```
+ */
+export function assertStreamId(value: unknown, field = "after"): asserts value is string {
+  if (!isStreamId(value)) {
+    throw new ProgressValidationError(
+      field,
+      value,
+      "must be a stream entry id such as 1732890000000-0 (the id of an event already seen)",
     );
   }
 }
@@ -198,7 +242,6 @@ export function encodeUpdate(op: string, update: ProgressUpdate, now: Date = new
   if (u.current !== undefined && u.total !== undefined && u.current > u.total) {
     throw new ProgressValidationError("current", u.current, `must not exceed total (${u.total})`);
   }
-  if (u.ts !== undefined && Number.isNaN(u.ts.getTime())) throw new ProgressValidationError("ts", u.ts, HINTS.ts ?? "");
   let progress = u.progress;
   if (progress === undefined && u.current !== undefined && u.total !== undefined) {
     progress = u.total === 0 ? 100 : (u.current / u.total) * 100;
@@ -237,65 +280,119 @@ function utf8Length(text: string): number {
   return bytes;
 }
 
-function num(value: string | undefined): number | undefined {
-  if (value === undefined || value === "") return undefined;
+const SAFE_TYPE = "progress";
+
+/** A wire decimal (`12.5`), within `max`; anything else is dropped. */
+function decimal(value: string | undefined, max: number): number | undefined {
+  if (value === undefined || !DECIMAL.test(value)) return undefined;
   const n = Number(value);
-  return Number.isFinite(n) ? n : undefined;
+  return n <= max ? n : undefined;
+}
+
+/** A wire integer within the safe range; anything else is dropped. */
+function integer(value: string | undefined): number | undefined {
+  if (value === undefined || value.length > 16 || !INTEGER.test(value)) return undefined;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 function status(value: string | undefined): ProgressStatus {
   return (STATUSES as readonly string[]).includes(value ?? "") ? (value as ProgressStatus) : "running";
 }
 
-function common(fields: Fields): Omit<ProgressEvent, "id"> {
+/** A JSON object within the size limit; anything else is dropped. */
+function object(value: string | undefined): Record<string, unknown> | undefined {
+  if (value === undefined || utf8Length(value) > MAX_DATA_BYTES) return undefined;
+  try {
+    const data: unknown = JSON.parse(value);
+    return data !== null && typeof data === "object" && !Array.isArray(data)
+      ? (data as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined; // not JSON: keep the event, drop the field
+  }
+}
+
+/** The time of a stream entry id, as a wire timestamp; "" when out of range. */
+function idTime(id: string | undefined): string {
+  const ms = id === undefined ? Number.NaN : Number(id.slice(0, id.indexOf("-")));
+  return ms <= TS_MAX_MS ? new Date(ms).toISOString() : "";
+}
+
+function common(fields: Fields, fallbackTs: string): Omit<ProgressEvent, "id"> {
   const out: {
     -readonly [K in keyof Omit<ProgressEvent, "id">]: Omit<ProgressEvent, "id">[K];
   } = {
     op: fields.op ?? "",
-    seq: num(fields.seq) ?? 0,
-    type: fields.type || "progress",
+    seq: integer(fields.seq) ?? 0,
+    type: SAFE_TYPE,
     status: status(fields.status),
-    ts: fields.ts ?? "",
+    ts: fields.ts !== undefined && TS.test(fields.ts) ? fields.ts : fallbackTs,
   };
-  const progress = num(fields.progress);
-  if (progress !== undefined) out.progress = progress;
-  const current = num(fields.current);
-  if (current !== undefined) out.current = current;
-  const total = num(fields.total);
-  if (total !== undefined) out.total = total;
-  if (fields.message !== undefined) out.message = fields.message;
-  if (fields.cid !== undefined) out.cid = fields.cid;
-  if (fields.data !== undefined) {
-    try {
-      const data: unknown = JSON.parse(fields.data);
-      if (data !== null && typeof data === "object" && !Array.isArray(data)) out.data = data as Record<string, unknown>;
-    } catch {
-      // A foreign publisher wrote something that is not JSON: keep the event, drop the field.
-    }
+  const type = fields.type;
+  if (type !== undefined && type !== "") {
+    // Event names reach SSE `event:` lines and client handlers: only the safe set passes as a type.
+    if (TYPE_PATTERN.test(type)) out.type = type;
+    else out.rawType = type.length > MAX_MESSAGE_LENGTH ? type.slice(0, MAX_MESSAGE_LENGTH) : type;
   }
-  const eta = num(fields.eta);
+  const progress = decimal(fields.progress, 100);
+  if (progress !== undefined) out.progress = progress;
+  const total = integer(fields.total);
+  if (total !== undefined) out.total = total;
+  const current = integer(fields.current);
+  if (current !== undefined && (total === undefined || current <= total)) out.current = current;
+  const message = fields.message;
+  if (message !== undefined) {
+    out.message = message.length > MAX_MESSAGE_LENGTH ? message.slice(0, MAX_MESSAGE_LENGTH) : message;
+  }
+  if (fields.cid !== undefined && CID_PATTERN.test(fields.cid)) out.cid = fields.cid;
+  const data = object(fields.data);
+  if (data !== undefined) out.data = data;
+  const eta = decimal(fields.eta, MAX_ETA_SECONDS);
   if (eta !== undefined) out.eta = eta;
   return out;
 }
 
 /**
  * Decode a stream entry. Lenient on purpose: an entry written by another
- * language with a field out of shape loses that field, never the event.
+ * language with a field out of shape loses that field, never the event; a
+ * type outside the safe set is delivered as `progress` with `rawType`; a bad
+ * `ts` is replaced by the time of the entry id; an entry with no valid `op`
+ * belongs to `op` (the operation whose stream it was read from). Null only
+ * when it cannot belong to any operation: no valid `op` and none given (a
+ * scope's stream), or an id that is not a stream entry id. Never throws, and
+ * what it returns always passes the wire format's rules.
+ *
+ * @example
+ * ```ts
+ * const event = decodeEvent({ id: "1732890000000-0", fields: { op: "job-1", seq: "1", status: "running" } });
+ * if (event) console.log(event.type, event.ts); // "progress" "2024-11-29T14:20:00.000Z"
+ * ```
  */
-export function decodeEvent(entry: StreamEntry): ProgressEvent {
-  return { id: entry.id, ...common(entry.fields) };
+export function decodeEvent(entry: StreamEntry, op?: string): ProgressEvent | null {
+  if (!isStreamId(entry.id)) return null;
+  const own = entry.fields.op;
+  const owner = own !== undefined && ID_PATTERN.test(own) ? own : op;
+  if (owner === undefined || !ID_PATTERN.test(owner)) return null;
+  return { id: entry.id, ...common(entry.fields, idTime(entry.id)), op: owner };
 }
 
-/** Decode a snapshot hash; null for an empty one. */
+/**
+ * Decode a snapshot hash; null for an empty one. Fields out of shape are
+ * dropped as in {@link decodeEvent}; an `id` that is not a stream entry id is
+ * dropped too, so it never reaches a read of the backend.
+ */
 export function decodeSnapshot(fields: Fields | null): ProgressSnapshot | null {
   if (fields === null || Object.keys(fields).length === 0) return null;
-  const base = common(fields);
+  const id = isStreamId(fields.id) ? fields.id : undefined;
+  const base = common(fields, idTime(id));
   const snapshot: { -readonly [K in keyof ProgressSnapshot]: ProgressSnapshot[K] } = {
     ...base,
+    op: base.op !== "" && ID_PATTERN.test(base.op) ? base.op : "",
     status: fields.status === undefined ? "queued" : base.status,
   };
-  if (fields.id !== undefined) snapshot.id = fields.id;
-  if (fields.cancel !== undefined) snapshot.cancel = fields.cancel;
+  if (id !== undefined) snapshot.id = id;
+  if (fields.cancel !== undefined) snapshot.cancel = fields.cancel.slice(0, 512);
   return snapshot;
 }
 

@@ -84,9 +84,9 @@ describe("wire format v1", () => {
           const fields = encodeUpdate("job-1", update, now);
           expect(WireEventSchema.safeParse(fields).success).toBe(true);
           const event = decodeEvent({ id: "1-0", fields });
-          expect(event.message).toBe(u.message);
-          expect(event.current).toBe(u.current);
-          expect(event.data).toEqual(u.data);
+          expect(event?.message).toBe(u.message);
+          expect(event?.current).toBe(u.current);
+          expect(event?.data).toEqual(u.data);
         },
       ),
     );
