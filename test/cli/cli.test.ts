@@ -261,7 +261,7 @@ describe.concurrent("progresscast command, as a process", { timeout: 45_000 }, (
   });
 
   it("cancel marks the operation; the job learns it on its next publish", async ({ expect }) => {
-    await progress.publish("job-c", { progress: 10, message: "working" });
+    expect(await progress.publish("job-c", { progress: 10, message: "working" })).toMatchObject({ ok: true });
     const cancelled = await run(["cancel", "job-c", "--reason", "user pressed cancel", ...backend]);
     expect(cancelled.stderr).toBe("");
     expect(cancelled.code).toBe(0);
