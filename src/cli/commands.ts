@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { assertId } from "../core/wire.ts";
+import { assertId, assertStreamId } from "../core/wire.ts";
 import {
   encodeUpdate,
   type Logger,
@@ -182,6 +182,7 @@ export async function inspect(ctx: CommandContext): Promise<number> {
     throw new ProgressValidationError("limit", rawLimit, "must be a positive integer");
   }
   const after = str(values, "after");
+  if (after !== undefined) assertStreamId(after, "after");
   return await withBackend(ctx, silentLogger, async ({ progress }) => {
     const snapshot = typeof t === "string" ? await progress.get(t) : null;
     const history = await progress.history(t, { after, limit });
@@ -238,6 +239,7 @@ export async function watch(ctx: CommandContext): Promise<number> {
   const t = target(ctx);
   const json = flag(values, "json");
   const after = str(values, "after");
+  if (after !== undefined) assertStreamId(after, "after");
   const logger = stderrLogger((l) => io.stderr.write(l));
   return await withBackend(ctx, logger, async ({ progress }) => {
     const board = json ? undefined : new Board(io.stdout);

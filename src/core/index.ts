@@ -32,12 +32,15 @@ export { Task, type TaskEventFields, type TaskOptions } from "./task.ts";
 export type { WatchItem, WatchOptions } from "./watch.ts";
 export type { ServerMessage, WebSocketLike, WebSocketOptions } from "./websocket.ts";
 export {
+  assertStreamId,
   compareIds,
   decodeEvent,
   decodeSnapshot,
   encodeUpdate,
+  isStreamId,
   isTerminal,
   MAX_DATA_BYTES,
+  MAX_ETA_SECONDS,
   MAX_ID_LENGTH,
   MAX_MESSAGE_LENGTH,
   type ProgressEvent,
@@ -45,6 +48,7 @@ export {
   type ProgressStatus,
   type ProgressUpdate,
   STATUSES,
+  STREAM_ID,
   TERMINAL_STATUSES,
   WIRE_VERSION,
   type WireEvent,

@@ -313,10 +313,10 @@ function object(value: string | undefined): Record<string, unknown> | undefined 
   }
 }
 
-/** The time of a stream entry id, as a wire timestamp; "" when out of range. */
+/** The time of a stream entry id (within the years 0000 to 9999), as a wire timestamp; "" without an id. */
 function idTime(id: string | undefined): string {
-  const ms = id === undefined ? Number.NaN : Number(id.slice(0, id.indexOf("-")));
-  return ms <= TS_MAX_MS ? new Date(ms).toISOString() : "";
+  if (id === undefined) return "";
+  return new Date(Math.min(Number(id.slice(0, id.indexOf("-"))), TS_MAX_MS)).toISOString();
 }
 
 function common(fields: Fields, fallbackTs: string): Omit<ProgressEvent, "id"> {

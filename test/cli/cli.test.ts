@@ -385,6 +385,14 @@ describe.concurrent("progresscast command, in process", () => {
     expect(again.stderr).toBe("progresscast: job-k already ended: nothing to cancel\n");
   });
 
+  it("an --after that is not an event id exits 2, naming it, before reaching Redis", async ({ expect }) => {
+    for (const command of ["inspect", "watch"]) {
+      const r = await inProcess([command, "job-a", "--after", "yesterday", ...backend]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^progresscast: Invalid after: must be a stream entry id/);
+    }
+  });
+
   it("cancel of an unknown operation (a typo) exits 3 and writes nothing", async ({ expect }) => {
     const r = await inProcess(["cancel", "job-typo", ...backend]);
     expect(r.code).toBe(3);
