@@ -3,12 +3,15 @@
  * name, `report` never throws, and the WebSocket protocol answers a bad
  * target or resume id with an `error` message, keeping the socket open.
  */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import { memory } from "../../src/adapters/memory/index.ts";
 import { isProgressValidationError, type ProgressError } from "../../src/core/errors.ts";
 import { Progress } from "../../src/core/progress.ts";
 import type { WebSocketLike } from "../../src/core/websocket.ts";
 import type { ProgressUpdate } from "../../src/core/wire.ts";
+import { toRequest, writeResponse } from "../../src/node/index.ts";
 
 async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -113,5 +116,32 @@ describe("WebSocket protocol", () => {
     expect(socket.sent.slice(4).map((m) => m.type)).toEqual(["snapshot", "event"]);
     socket.close();
     await served;
+  });
+});
+
+describe("the README's plain Node server", () => {
+  it("answers an invalid operation id or resume id with 400 and keeps serving", async () => {
+    await using progress = new Progress({ port: memory(), throttle: false, logger: {} });
+    await progress.publish("job-1", { status: "completed" });
+    const server = createServer(async (req, res) => {
+      const op = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname.slice("/progress/".length));
+      await writeResponse(res, await progress.sse(toRequest(req, res), op));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/progress/`;
+    try {
+      for (const path of ["bad%20op", "a%7Bb%7D", "job-1?after=yesterday"]) {
+        const response = await fetch(base + path);
+        expect(response.status, path).toBe(400);
+        expect(response.headers.get("content-type")).toMatch(/^text\/plain/);
+        expect(await response.text()).toMatch(/^Invalid (op|after): /);
+      }
+      const ok = await fetch(`${base}job-1`);
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toContain("event: snapshot");
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
