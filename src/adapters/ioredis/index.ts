@@ -8,13 +8,12 @@
  * @module
  */
 import { Command, Redis } from "ioredis";
-import { BackendError, ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
+import { ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
 import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, decodeAppend, encodeAppend } from "../../core/lua.ts";
 import type {
   AppendResult,
   ClaimOptions,
   Cursor,
-  Fields,
   GroupReadOptions,
   KeyEntries,
   OperationRead,
@@ -22,6 +21,20 @@ import type {
   StreamPort,
 } from "../../core/port.ts";
 import { backoff, sleep } from "../../core/util.ts";
+import { type IoRedisClusterClient, type IoRedisClusterConfig, ioredisCluster, isIoRedisCluster } from "./cluster.ts";
+import {
+  isNoScript,
+  mapError,
+  READ_SCRIPT,
+  READ_SHA,
+  readiness,
+  toEntries,
+  toFields,
+  toKeyEntries,
+  UTF8,
+} from "./replies.ts";
+
+export type { IoRedisClusterClient, IoRedisClusterConfig } from "./cluster.ts";
 
 /**
  * The part of an ioredis client (`new Redis(...)`, v5 or v6) this adapter
@@ -40,21 +53,34 @@ export interface IoRedisClient {
   off(event: "ready" | "end", listener: () => void): unknown;
 }
 
-/** Options of {@link ioredis}: a URL, or a client you built. */
+/** Options of {@link ioredis}: a URL, a client you built, or a Redis Cluster to connect to. */
 export type IoRedisOptions = (
   | {
       /** Redis URL, e.g. `redis://127.0.0.1:6379`. The adapter opens and closes its connections. */
       readonly url: string;
       readonly client?: undefined;
+      readonly cluster?: undefined;
     }
   | {
       /**
-       * An ioredis client you created. It is connected if needed and never
-       * closed by the adapter; blocking reads use a duplicate the adapter owns.
-       * Its `keyPrefix` is not applied: give `createProgress` a `prefix` instead.
+       * An ioredis client you created: `new Redis(...)` or `new Cluster(...)`.
+       * It is connected if needed and never closed by the adapter; blocking
+       * reads (and, for a Cluster without `shardedSubscribers`, wake-up
+       * subscriptions) use duplicates the adapter owns. Its `keyPrefix` is not
+       * applied: give `createProgress` a `prefix` instead.
        */
-      readonly client: IoRedisClient;
+      readonly client: IoRedisClient | IoRedisClusterClient;
       readonly url?: undefined;
+      readonly cluster?: undefined;
+    }
+  | {
+      /**
+       * Redis Cluster: the seed nodes and options of the ioredis `Cluster` the
+       * adapter creates (with sharded subscribers) and closes.
+       */
+      readonly cluster: IoRedisClusterConfig;
+      readonly url?: undefined;
+      readonly client?: undefined;
     }
 ) & {
   /**
@@ -65,83 +91,22 @@ export type IoRedisOptions = (
    */
   readonly connectTimeoutMs?: number | undefined;
   /**
-   * Added to a blocking read's `blockMs` to make its client-side deadline. A
-   * connection that stays silent past it is taken for dead: it is closed and a
-   * new one is opened (after a jittered backoff) for the next read.
+   * Added to a blocking read's `blockMs` to make its client-side deadline (on
+   * a cluster: the deadline of each non-blocking read). A connection that
+   * stays silent past it is taken for dead: it is closed and a new one is
+   * opened (after a jittered backoff) for the next read.
    * @default 5000
    */
   readonly blockMarginMs?: number | undefined;
+  /**
+   * Redis Cluster only: every watched slot is read at least this often even
+   * without a wake-up (a publisher that does not signal, a lost message).
+   * @default 2000
+   */
+  readonly pollMs?: number | undefined;
   /** Called with connection errors the client reports between commands. @default ignore */
   readonly onConnectionError?: ((error: Error) => void) | undefined;
 };
-
-const UTF8 = { replyEncoding: "utf8" } as const;
-
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith("NOSCRIPT");
-}
-
-/**
- * ioredis rejects with `ReplyError` when Redis answered with an error, and with
- * plain errors (or `MaxRetriesPerRequestError`) when the connection is gone.
- */
-function mapError(cause: unknown, what: string): Error {
-  if (cause instanceof BackendError || cause instanceof TimeoutError) return cause;
-  const message = cause instanceof Error ? cause.message : String(cause);
-  const name = cause instanceof Error ? cause.name : "";
-  if (name === "ReplyError") return new BackendError(`Redis failed during ${what}: ${message}`, { cause });
-  if (message === "Command timed out")
-    return new TimeoutError(`Redis did not answer in time during ${what}`, { cause });
-  return new ConnectionClosedError(`Redis connection unavailable during ${what}: ${message}`, { cause });
-}
-
-/** Normalize HGETALL: a flat array (RESP2, or RESP3 with legacy mapping), a Map or an object. */
-function toFields(reply: unknown): Fields | null {
-  const out: Fields = {};
-  let any = false;
-  if (Array.isArray(reply)) {
-    for (let i = 0; i + 1 < reply.length; i += 2) {
-      out[String(reply[i])] = String(reply[i + 1]);
-      any = true;
-    }
-  } else if (reply instanceof Map) {
-    for (const [k, v] of reply) {
-      out[String(k)] = String(v);
-      any = true;
-    }
-  } else if (reply && typeof reply === "object") {
-    for (const [k, v] of Object.entries(reply)) {
-      out[k] = String(v);
-      any = true;
-    }
-  }
-  return any ? out : null;
-}
-
-/** Normalize XRANGE-style entries: `[[id, [f, v, ...]], ...]`. */
-function toEntries(reply: unknown): StreamEntry[] {
-  if (!Array.isArray(reply)) return [];
-  const out: StreamEntry[] = [];
-  for (const row of reply) {
-    if (!Array.isArray(row)) continue;
-    out.push({ id: String(row[0]), fields: toFields(row[1]) ?? {} });
-  }
-  return out;
-}
-
-/** Normalize XREAD replies: `[[key, entries], ...]`, or a Map/object of key to entries. */
-function toKeyEntries(reply: unknown): KeyEntries[] {
-  if (reply == null) return [];
-  const out: KeyEntries[] = [];
-  if (Array.isArray(reply)) {
-    for (const r of reply) if (Array.isArray(r)) out.push({ key: String(r[0]), entries: toEntries(r[1]) });
-  } else if (reply instanceof Map) {
-    for (const [k, v] of reply) out.push({ key: String(k), entries: toEntries(v) });
-  } else if (typeof reply === "object") {
-    for (const [k, v] of Object.entries(reply)) out.push({ key: k, entries: toEntries(v) });
-  }
-  return out;
-}
 
 interface Blocker {
   readonly client: IoRedisClient;
@@ -151,7 +116,7 @@ interface Blocker {
 /**
  * Create the ioredis backend.
  *
- * @throws {ProgressValidationError} when neither `url` nor `client` is given.
+ * @throws {ProgressValidationError} when none of `url`, `client` or `cluster` is given.
  * @example
  * ```ts
  * import { createProgress } from "progresscast";
@@ -164,18 +129,26 @@ interface Blocker {
  * const connection = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
  * const progress = createProgress({ port: ioredis({ client: connection }) }); // never closed by progresscast
  * ```
+ * @example
+ * ```ts
+ * const clustered = ioredis({ cluster: { nodes: [{ host: "10.0.0.1", port: 7000 }] } });
+ * // or ioredis({ client: new Cluster([{ host: "10.0.0.1", port: 7000 }]) })
+ * ```
  */
 export function ioredis(options: IoRedisOptions): StreamPort {
-  if (!options || (typeof options.url !== "string" && !options.client)) {
+  if (!options || (typeof options.url !== "string" && !options.client && !options.cluster)) {
     throw new ProgressValidationError(
       "url",
       (options as { url?: unknown } | undefined)?.url,
-      "give ioredis({ url }) or ioredis({ client })",
+      "give ioredis({ url }), ioredis({ client }) or ioredis({ cluster: { nodes } })",
     );
   }
   const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
   const blockMarginMs = options.blockMarginMs ?? 5000;
   const onConnectionError = options.onConnectionError ?? (() => {});
+  const settings = { connectTimeoutMs, blockMarginMs, onConnectionError, pollMs: options.pollMs };
+  if (options.cluster) return ioredisCluster(options.cluster, settings);
+  if (isIoRedisCluster(options.client)) return ioredisCluster(options.client, settings);
   // Fail fast while down: no offline queue, and commands in flight when the
   // connection drops are rejected at once instead of being resent later.
   const failFast = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 };
@@ -192,68 +165,13 @@ export function ioredis(options: IoRedisOptions): StreamPort {
   // Our own copy of ioredis builds commands directly (one argument array, no
   // argument parsing); a client from another copy is called through `call`.
   const direct = client instanceof Redis;
-  const everReady = new WeakSet<IoRedisClient>();
-  const watchReady = (c: IoRedisClient): void => {
-    if (c.status === "ready") everReady.add(c);
-    else {
-      const mark = (): void => {
-        everReady.add(c);
-        c.off("ready", mark);
-      };
-      c.on("ready", mark);
-    }
-  };
-  watchReady(client);
   let closed = false;
+  const { watch: watchReady, ready } = readiness(connectTimeoutMs, () => closed, "ioredis");
+  watchReady(client);
   // Blocking reads get connections of their own (one for watching, one for consumer groups).
   const blockers = new Map<"wait" | "group", Blocker>();
   let replaced = 0;
   let replacedAt = 0;
-
-  const firstReady = new WeakMap<IoRedisClient, Promise<void>>();
-  /** Wait for the first connection; once a client was ready, being down fails at once. */
-  const ready = async (c: IoRedisClient, what: string): Promise<void> => {
-    if (closed) throw new ConnectionClosedError(`The ioredis backend is closed (${what})`);
-    if (c.status === "ready") return;
-    if (everReady.has(c) || c.status === "end")
-      throw new ConnectionClosedError(`Redis connection unavailable during ${what} (status ${c.status})`);
-    if (c.status === "wait") c.connect().catch(() => {});
-    // One wait (one pair of listeners, one timer) shared by every command that arrives meanwhile.
-    let pending = firstReady.get(c);
-    if (!pending) {
-      pending = new Promise<void>((resolve, reject) => {
-        const done = (): void => {
-          clearTimeout(timer);
-          c.off("ready", onReady);
-          c.off("end", onEnd);
-          firstReady.delete(c);
-        };
-        const onReady = (): void => {
-          done();
-          resolve();
-        };
-        const onEnd = (): void => {
-          done();
-          reject(new ConnectionClosedError("Redis connection ended before it was ready"));
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new TimeoutError(`Redis was not reachable within ${connectTimeoutMs} ms`));
-        }, connectTimeoutMs);
-        c.on("ready", onReady);
-        c.on("end", onEnd);
-      });
-      firstReady.set(c, pending);
-    }
-    try {
-      await pending;
-    } catch (cause) {
-      const message = cause instanceof Error ? cause.message : String(cause);
-      throw cause instanceof TimeoutError
-        ? new TimeoutError(`${message} (${what})`, { cause })
-        : new ConnectionClosedError(`${message} (${what})`, { cause });
-    }
-  };
 
   const exec = (c: IoRedisClient, name: string, args: string[]): Promise<unknown> =>
     direct
@@ -477,12 +395,3 @@ export function ioredis(options: IoRedisOptions): StreamPort {
   };
   return port;
 }
-
-/**
- * KEYS: events [, state]. ARGV: start ("-" or "(id"), limit.
- * Reply: { state (flat), entries, [oldest entry] }.
- */
-const READ_SCRIPT = `local st={}
-if KEYS[2] then st=redis.call('HGETALL',KEYS[2]) end
-return {st,redis.call('XRANGE',KEYS[1],ARGV[1],'+','COUNT',ARGV[2]),redis.call('XRANGE',KEYS[1],'-','+','COUNT',1)}`;
-const READ_SHA = "d2f1ed35768e393eefaac69383e293dc4752ae29";
