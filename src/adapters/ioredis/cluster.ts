@@ -192,7 +192,7 @@ export function ioredisCluster(
       const args = ["COUNT", String(count), "STREAMS"];
       for (const c of cursors) args.push(c.key);
       for (const c of cursors) args.push(c.after);
-      return toKeyEntries(await bounded("xread", args, "wait", blockMarginMs));
+      return toKeyEntries(await bounded("xread", args, "wait", Math.max(5000, blockMarginMs)));
     },
     async subscribe(channels, listener) {
       const s = sub();
@@ -273,7 +273,7 @@ export function ioredisCluster(
     }
   };
 
-  const port: StreamPort = {
+  const port: StreamPort & { delete(stateKey: string, eventsKey: string): Promise<boolean> } = {
     name: "ioredis-cluster",
     capabilities: { groups: true, blocking: true, cluster: true },
 
@@ -307,6 +307,11 @@ export function ioredisCluster(
       if (cursors.length === 0 || o.signal?.aborted) return [];
       if (client.status !== "ready") await ready(client, "wait");
       return await waiter.wait(cursors, o);
+    },
+
+    /** One round trip (DEL of the snapshot and the stream; on a cluster they share a slot). */
+    async delete(stateKey: string, eventsKey: string): Promise<boolean> {
+      return Number(await command("del", [stateKey, eventsKey], "delete")) > 0;
     },
 
     /** One round trip (the cancel script). */

@@ -8,7 +8,7 @@
  * @module
  */
 import { Command, Redis } from "ioredis";
-import { ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
+import { ProgressValidationError, TimeoutError } from "../../core/errors.ts";
 import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, decodeAppend, encodeAppend } from "../../core/lua.ts";
 import type {
   AppendResult,
@@ -20,7 +20,6 @@ import type {
   StreamEntry,
   StreamPort,
 } from "../../core/port.ts";
-import { backoff, sleep } from "../../core/util.ts";
 import { type IoRedisClusterClient, type IoRedisClusterConfig, ioredisCluster, isIoRedisCluster } from "./cluster.ts";
 import {
   isNoScript,
@@ -94,10 +93,18 @@ export type IoRedisOptions = (
    * Added to a blocking read's `blockMs` to make its client-side deadline (on
    * a cluster: the deadline of each non-blocking read). A connection that
    * stays silent past it is taken for dead: it is closed and a new one is
-   * opened (after a jittered backoff) for the next read.
-   * @default 5000
+   * opened (after the caller's jittered backoff) for the next read.
+   * @default 2000
    */
   readonly blockMarginMs?: number | undefined;
+  /**
+   * Interval of PING health checks of the command connection the adapter
+   * opened; one not answered within the interval is dropped and reopened. A
+   * blocking read that misses its deadline also checks it at once. A client
+   * you pass in is never disconnected.
+   * @default 10000
+   */
+  readonly healthCheckMs?: number | undefined;
   /**
    * Redis Cluster only: every watched slot is read at least this often even
    * without a wake-up (a publisher that does not signal, a lost message).
@@ -144,7 +151,8 @@ export function ioredis(options: IoRedisOptions): StreamPort {
     );
   }
   const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
-  const blockMarginMs = options.blockMarginMs ?? 5000;
+  const blockMarginMs = options.blockMarginMs ?? 2000;
+  const healthCheckMs = options.healthCheckMs ?? 10_000;
   const onConnectionError = options.onConnectionError ?? (() => {});
   const settings = { connectTimeoutMs, blockMarginMs, onConnectionError, pollMs: options.pollMs };
   if (options.cluster) return ioredisCluster(options.cluster, settings);
@@ -170,8 +178,6 @@ export function ioredis(options: IoRedisOptions): StreamPort {
   watchReady(client);
   // Blocking reads get connections of their own (one for watching, one for consumer groups).
   const blockers = new Map<"wait" | "group", Blocker>();
-  let replaced = 0;
-  let replacedAt = 0;
 
   const exec = (c: IoRedisClient, name: string, args: string[]): Promise<unknown> =>
     direct
@@ -208,12 +214,9 @@ export function ioredis(options: IoRedisOptions): StreamPort {
     return await command("eval", call, what);
   };
 
-  const blocker = async (kind: "wait" | "group"): Promise<Blocker> => {
+  const blocker = (kind: "wait" | "group"): Blocker => {
     let b = blockers.get(kind);
     if (!b) {
-      // A dead connection was replaced lately: wait a jittered backoff before opening another.
-      if (replaced > 0 && Date.now() - replacedAt < 30_000) await sleep(backoff(replaced, 100, 2000));
-      if (closed) throw new ConnectionClosedError(`The ioredis backend is closed (${kind})`);
       const c = client.duplicate({ ...failFast });
       c.on("error", onConnectionError);
       const created: Blocker = { client: c, id: undefined };
@@ -229,11 +232,38 @@ export function ioredis(options: IoRedisOptions): StreamPort {
   };
 
   /**
-   * Run a blocking command on a dedicated connection. Aborting `signal` ends
-   * the block at once with CLIENT UNBLOCK from the main connection, so a new
-   * watcher never waits for the block to time out. A reply later than
-   * `blockMs + blockMarginMs` means a dead connection: it is closed and
-   * replaced, and the read fails with a `TimeoutError`.
+   * PING the command connection (when the adapter owns it); when no answer
+   * comes within `healthCheckMs`, drop the socket and reconnect, so commands
+   * fail fast and then recover instead of queueing behind a socket that will
+   * never answer.
+   */
+  let checking = false;
+  const healthCheck = (): void => {
+    if (!owned || checking || closed || client.status !== "ready") return;
+    checking = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const silent = new Promise<"silent">((resolve) => {
+      timer = setTimeout(() => resolve("silent"), healthCheckMs);
+    });
+    void Promise.race([exec(client, "ping", []).catch(() => "failed"), silent]).then((answer) => {
+      clearTimeout(timer);
+      checking = false;
+      if (answer === "silent" && !closed) {
+        onConnectionError(new TimeoutError(`Redis did not answer PING within ${healthCheckMs} ms; reconnecting`));
+        client.disconnect(true);
+      }
+    });
+  };
+  const healthTimer = owned ? setInterval(healthCheck, healthCheckMs) : undefined;
+  (healthTimer as { unref?: () => void } | undefined)?.unref?.();
+
+  /**
+   * Run a blocking command on a dedicated connection, with a client-side
+   * deadline of `blockMs + blockMarginMs`: past it the connection is closed
+   * (the next call opens a new one, after the caller's jittered backoff) and
+   * the call rejects with a `TimeoutError`. Aborting `signal` ends the block
+   * at once with CLIENT UNBLOCK from the main connection, so a new watcher
+   * never waits for the block to time out.
    */
   const blockingCommand = async (
     kind: "wait" | "group",
@@ -242,33 +272,34 @@ export function ioredis(options: IoRedisOptions): StreamPort {
     blockMs: number,
     signal: AbortSignal | undefined,
   ): Promise<unknown> => {
-    const b = await blocker(kind);
+    const b = blocker(kind);
     if (b.client.status !== "ready") await ready(b.client, kind);
-    b.id ??= String(await command("client", ["ID"], kind, b.client));
-    const id = b.id;
-    const unblock = (): void => {
-      command("client", ["UNBLOCK", id], "unblock").catch(() => {});
-    };
     if (signal?.aborted) return null;
-    signal?.addEventListener("abort", unblock, { once: true });
+    const deadlineMs = blockMs + blockMarginMs;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
+    const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         if (blockers.get(kind) === b) blockers.delete(kind);
         b.client.disconnect();
-        replaced++;
-        replacedAt = Date.now();
+        healthCheck();
         reject(
           new TimeoutError(
-            `Redis did not answer a blocking read within ${blockMs + blockMarginMs} ms (${kind}); the connection was replaced`,
+            `Redis did not answer a ${blockMs} ms blocking read within ${deadlineMs} ms; the connection was replaced`,
           ),
         );
-      }, blockMs + blockMarginMs);
+      }, deadlineMs);
     });
+    const unblock = (): void => {
+      if (b.id !== undefined) command("client", ["UNBLOCK", b.id], "unblock").catch(() => {});
+    };
+    signal?.addEventListener("abort", unblock, { once: true });
+    const run = async (): Promise<unknown> => {
+      b.id ??= String(await command("client", ["ID"], kind, b.client));
+      if (signal?.aborted) return null;
+      return await command(name, args, kind, b.client);
+    };
     try {
-      const reply = await Promise.race([command(name, args, kind, b.client), deadline]);
-      replaced = 0;
-      return reply;
+      return await Promise.race([run(), expired]);
     } catch (cause) {
       if (closed) return null;
       throw cause;
@@ -278,7 +309,7 @@ export function ioredis(options: IoRedisOptions): StreamPort {
     }
   };
 
-  const port: StreamPort = {
+  const port: StreamPort & { delete(stateKey: string, eventsKey: string): Promise<boolean> } = {
     name: "ioredis",
     capabilities: { groups: true, blocking: true },
 
@@ -318,6 +349,11 @@ export function ioredis(options: IoRedisOptions): StreamPort {
       for (const c of cursors) args.push(c.key);
       for (const c of cursors) args.push(c.after);
       return toKeyEntries(await blockingCommand("wait", "xread", args, o.blockMs, o.signal));
+    },
+
+    /** One round trip (DEL of the snapshot and the stream; on a cluster they share a slot). */
+    async delete(stateKey: string, eventsKey: string): Promise<boolean> {
+      return Number(await command("del", [stateKey, eventsKey], "delete")) > 0;
     },
 
     /** One round trip (the cancel script). */
@@ -378,6 +414,7 @@ export function ioredis(options: IoRedisOptions): StreamPort {
     async close() {
       if (closed) return;
       closed = true;
+      clearInterval(healthTimer);
       for (const b of blockers.values()) b.client.disconnect();
       blockers.clear();
       if (owned) {
