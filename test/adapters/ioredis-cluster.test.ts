@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ioredis } from "../../src/adapters/ioredis/index.ts";
 import { APPEND_SCRIPT, SCOPE_SCRIPT } from "../../src/core/lua.ts";
 import { Progress } from "../../src/core/progress.ts";
-import { slotOf } from "../../src/core/slot.ts";
+import { slotOf, slotTag } from "../../src/core/slot.ts";
 import { testAdapter, uniquePrefix } from "../contract/suite.ts";
 import { type ClusterInspector, clusterInspector } from "../support/cluster-inspector.ts";
 import { type RedisCluster, startRedisCluster } from "../support/redis-cluster.ts";
@@ -119,6 +119,54 @@ describe("ioredis cluster: round trips, connections, failover", () => {
     expect(await client.ping()).toBe("PONG");
     client.disconnect();
   });
+
+  it("resharding slots with live keys (MOVED, ASK) while jobs publish and a client watches: nothing lost", async () => {
+    const masters = (await c.topology()).filter((n) => n.role === "master" && !n.failed && n.slots.length > 0);
+    const [from, to] = masters;
+    if (!from || !to) throw new Error("the cluster has fewer than two masters");
+    const lowest = from.slots[0]?.[0] ?? 0;
+    // Operations whose keys live in the slots the reshard moves first (the source's lowest).
+    const ops = [0, 1, 2].map((i) => slotTag(lowest + i));
+    const prefix = uniquePrefix();
+    const publisher = new Progress({
+      port: ioredis({ cluster: { nodes: seeds(c) } }),
+      prefix,
+      logger: {},
+      throttle: false,
+      retry: { attempts: 20, minDelayMs: 50, maxDelayMs: 300 },
+    });
+    const server = new Progress({ port: ioredis({ cluster: { nodes: seeds(c) } }), prefix, logger: {} });
+    const done = ops.map(async (op) => {
+      const seqs: number[] = [];
+      for await (const item of server.watch(op)) if (item.kind === "event") seqs.push(item.event.seq);
+      return seqs;
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    let stop = false;
+    const jobs = ops.map(async (op) => {
+      let written = 0;
+      for (let p = 1; !stop && p < 99; p++) {
+        if ((await publisher.publish(op, { progress: p })).ok) written++;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return written;
+    });
+    const moved = await c.reshard({ from: from.port, to: to.port, count: 3 });
+    expect(moved).toEqual([lowest, lowest + 1, lowest + 2]);
+    stop = true;
+    await Promise.all(jobs);
+    const finished = await Promise.all(ops.map((op) => publisher.publish(op, { status: "completed" })));
+    expect(finished.every((r) => r.ok)).toBe(true);
+    const seen = await Promise.all(done);
+    for (const [i, seqs] of seen.entries()) {
+      const last = finished[i];
+      // In order, no gap: every seq from the first seen to the terminal one.
+      expect(seqs.at(-1)).toBe(last?.ok ? last.seq : -1);
+      expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, k) => (seqs[0] ?? 0) + k));
+    }
+    await publisher.close();
+    await server.close();
+  }, 90_000);
 
   it("a master failover while jobs publish and clients watch: no terminal event lost, watchers go on", async () => {
     const prefix = uniquePrefix();
