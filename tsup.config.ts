@@ -12,6 +12,8 @@ export const entries: Record<string, string> = {
   "node/index": "src/node/index.ts",
   "prometheus/index": "src/prometheus/index.ts",
   "schema/index": "src/schema/index.ts",
+  "react/index": "src/react/index.ts",
+  "bullmq/index": "src/bullmq/index.ts",
 };
 
 /**
@@ -32,5 +34,5 @@ export default defineConfig({
   sourcemap: true,
   splitting: true,
   treeshake: true,
-  external: ["redis", "ioredis", "@upstash/redis", "zod", "prom-client"],
+  external: ["redis", "ioredis", "@upstash/redis", "zod", "prom-client", "react", "bullmq"],
 });

@@ -1,12 +1,13 @@
 /**
  * The browser client: follow one operation (or a whole scope) over Server-Sent
- * Events, with resume from the last event id, de-duplication, jittered
- * exponential backoff and an ETA estimate.
+ * Events (`follow`) or the WebSocket protocol (`followWebSocket`), with resume
+ * from the last event id, de-duplication, jittered exponential backoff and an
+ * ETA estimate.
  *
- * It uses `fetch` with a streaming body rather than `EventSource`, so the
+ * `follow` uses `fetch` with a streaming body rather than `EventSource`, so the
  * backoff is ours, headers (`Authorization`) can be sent and the reconnect
- * carries `Last-Event-ID`. No dependencies, no Node APIs, under 3 KB gzipped;
- * it deliberately imports nothing from the server-side core.
+ * carries `Last-Event-ID`. No dependencies, no Node APIs, under 3 KB gzipped
+ * for `follow` alone; it deliberately imports nothing from the server-side core.
  *
  * @example
  * ```ts
@@ -74,7 +75,7 @@ export interface ProgressSample {
 }
 
 /** Options of {@link follow}. */
-export interface FollowOptions<TData = Record<string, unknown>> {
+export interface FollowOptions<TData = Record<string, unknown>> extends FollowCallbacks<TData> {
   /**
    * Request headers, or a function called before every (re)connect so a
    * refreshed token is picked up.
@@ -89,6 +90,13 @@ export interface FollowOptions<TData = Record<string, unknown>> {
    * @example (url, init) => fetch(url, { ...init, credentials: "include" })
    */
   readonly fetch?: (url: string, init: RequestInit) => Promise<Response>;
+}
+
+/**
+ * What {@link follow} and {@link followWebSocket} share: resume, backoff,
+ * when to stop, and the callbacks.
+ */
+export interface FollowCallbacks<TData = Record<string, unknown>> {
   /**
    * Stops following when aborted, like {@link Follow.close}.
    * @default undefined
@@ -252,33 +260,36 @@ const call = <T>(fn: ((arg: T) => void) | undefined, arg: T): void => {
   }
 };
 
-/**
- * Follows an SSE progress stream: the snapshot first, then each event once,
- * resuming from the last event id after any disconnect and reconnecting with
- * jittered exponential backoff until a terminal event, `close()` or `signal`.
- * It never gives up on its own except on 401, 403 and 404, where retrying
- * cannot help: those call `onError`, reject `done` and end `events` with the error.
- * A `204 No Content` answer stops it quietly.
- *
- * @example
- * ```ts
- * const job = follow(`/ops/${op}/events`);
- * for await (const e of job) {
- *   bar.value = e.progress ?? 0;
- *   eta.textContent = `${Math.round(job.remainingSeconds() ?? 0)} s`;
- * }
- * ```
- * @example
- * ```ts
- * // All of a user's operations; never ends until closed.
- * const all = follow("/me/ops/events", { untilTerminal: false, onState: (s) => rows.update(s.op, s) });
- * all.close();
- * ```
- */
-export function follow<TData = Record<string, unknown>>(
-  url: string | URL,
-  options: FollowOptions<TData> = {},
-): Follow<TData> {
+/** Resolves a URL once, so a bad one throws at the call; `location` is read only for a relative one (Deno throws on it). */
+const resolve = (url: string | URL): string => {
+  try {
+    return new URL(url).href;
+  } catch {
+    return new URL(url, globalThis.location?.href).href;
+  }
+};
+
+/** What a transport gets for one connection. */
+interface Link {
+  /** Aborted when the connection must end. */
+  readonly signal: AbortSignal;
+  /** Resume after this event id. */
+  readonly after: string | undefined;
+  /** The connection is open. */
+  open(): void;
+  /** Handles one message (`name` as an SSE event name, `data` its JSON text); true when following should stop. */
+  handle(name: string, data: string, id: string): boolean;
+  /** The server's reconnect hint. */
+  retry(ms: number): void;
+  /** Whether the followed state is terminal (a stream ended after it is done, not dropped). */
+  terminal(): boolean;
+}
+
+/** One connection: resolves true when following should stop, false to reconnect; throws a {@link FollowError} to report. */
+type Connect = (link: Link) => Promise<boolean>;
+
+/** The transport-independent part: state, de-duplication, backoff, `events`, `done`. */
+function engine<TData>(options: FollowCallbacks<TData>, href: string, connect: Connect): Follow<TData> {
   type State = ProgressState<TData>;
   type Event = ProgressEvent<TData>;
   interface Sub {
@@ -286,13 +297,6 @@ export function follow<TData = Record<string, unknown>>(
     wake?: (() => void) | undefined;
   }
   const { untilTerminal = true, random = Math.random, minDelayMs = 500, maxDelayMs = 15_000 } = options;
-  // Resolved once, so a bad URL throws here; `location` is read only for a relative one (Deno throws on it).
-  let href: string;
-  try {
-    href = new URL(url).href;
-  } catch {
-    href = new URL(url, globalThis.location?.href).href;
-  }
   const states = new Map<string, State>();
   const lastByOp = new Map<string, string>();
   const seen = new Set<string>();
@@ -328,7 +332,7 @@ export function follow<TData = Record<string, unknown>>(
   if (options.signal?.aborted) close();
   options.signal?.addEventListener("abort", close, { once: true });
 
-  /** Handles one SSE message; returns true when following should stop (terminal event). */
+  /** Handles one message; returns true when following should stop (terminal event). */
   const handle = (name: string, data: string, id: string): boolean => {
     let e: Event;
     // An operation not known yet (or a scope's reset) has no snapshot: nothing to merge.
@@ -385,59 +389,6 @@ export function follow<TData = Record<string, unknown>>(
     return untilTerminal && kind === "event" && TERMINAL.includes(e.status);
   };
 
-  /** One connection: resolves true when following should stop, false to reconnect. */
-  const connect = async (ac: AbortController): Promise<boolean> => {
-    const target = new URL(href);
-    const headers = new Headers(typeof options.headers === "function" ? await options.headers() : options.headers);
-    headers.set("accept", "text/event-stream");
-    if (lastEventId) {
-      headers.set("last-event-id", lastEventId);
-      target.searchParams.set("after", lastEventId);
-    }
-    const res = await (options.fetch ?? fetch)(target.href, { headers, signal: ac.signal });
-    if (res.status === 204) return true;
-    if (!res.ok || !res.body) {
-      const fatal = res.status === 401 || res.status === 403 || res.status === 404;
-      res.body?.cancel().catch(() => {});
-      throw new FollowError(`${target.href} answered ${res.status} ${res.statusText}`, res.status, !fatal);
-    }
-    setStatus("open");
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    let data: string[] = [];
-    let name = "";
-    let id = "";
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return untilTerminal && !!current && TERMINAL.includes(current.status);
-      buf += value;
-      // A line ends at \r\n, \n or \r; a trailing \r may be half of a \r\n still in flight.
-      let m: RegExpExecArray | null;
-      // biome-ignore lint/suspicious/noAssignInExpressions: the usual exec loop
-      while ((m = /\r\n|\n|\r(?=[\s\S])/.exec(buf))) {
-        const line = buf.slice(0, m.index);
-        buf = buf.slice(m.index + m[0].length);
-        if (!line) {
-          if (data.length && handle(name || "message", data.join("\n"), id)) {
-            reader.cancel().catch(() => {});
-            return true;
-          }
-          data = [];
-          name = id = "";
-          continue;
-        }
-        const colon = line.indexOf(":");
-        if (colon === 0) continue; // comment, e.g. `: ping`
-        const field = colon < 0 ? line : line.slice(0, colon);
-        const val = colon < 0 ? "" : line.slice(colon + (line[colon + 1] === " " ? 2 : 1));
-        if (field === "data") data.push(val);
-        else if (field === "event") name = val;
-        else if (field === "id" && !val.includes("\0")) id = val;
-        else if (field === "retry" && /^\d+$/.test(val)) retryMs = Number(val);
-      }
-    }
-  };
-
   const sleep = (ms: number): Promise<void> =>
     new Promise((resolve) => {
       const wake = (): void => {
@@ -458,7 +409,17 @@ export function follow<TData = Record<string, unknown>>(
       const ac = new AbortController();
       conn = ac;
       try {
-        if (await connect(ac)) return stop();
+        const link: Link = {
+          signal: ac.signal,
+          after: lastEventId,
+          open: () => setStatus("open"),
+          handle,
+          retry: (ms) => {
+            retryMs = ms;
+          },
+          terminal: () => untilTerminal && !!current && TERMINAL.includes(current.status),
+        };
+        if (await connect(link)) return stop();
       } catch (cause) {
         if (ended) return;
         const error = isFollowError(cause)
@@ -467,7 +428,7 @@ export function follow<TData = Record<string, unknown>>(
         call(options.onError, error);
         if (!error.retrying) return stop(error);
       } finally {
-        // Releases the response body whichever way the connection ended.
+        // Releases the connection whichever way it ended.
         ac.abort();
       }
       if (ended) return;
@@ -533,4 +494,189 @@ export function follow<TData = Record<string, unknown>>(
     close,
     done,
   };
+}
+
+/**
+ * Follows an SSE progress stream: the snapshot first, then each event once,
+ * resuming from the last event id after any disconnect and reconnecting with
+ * jittered exponential backoff until a terminal event, `close()` or `signal`.
+ * It never gives up on its own except on 401, 403 and 404, where retrying
+ * cannot help: those call `onError`, reject `done` and end `events` with the error.
+ * A `204 No Content` answer stops it quietly.
+ *
+ * @throws {TypeError} synchronously when `url` is not a valid URL.
+ * @example
+ * ```ts
+ * const job = follow(`/ops/${op}/events`);
+ * for await (const e of job) {
+ *   bar.value = e.progress ?? 0;
+ *   eta.textContent = `${Math.round(job.remainingSeconds() ?? 0)} s`;
+ * }
+ * ```
+ * @example
+ * ```ts
+ * // All of a user's operations; never ends until closed.
+ * const all = follow("/me/ops/events", { untilTerminal: false, onState: (s) => rows.update(s.op, s) });
+ * all.close();
+ * ```
+ */
+export function follow<TData = Record<string, unknown>>(
+  url: string | URL,
+  options: FollowOptions<TData> = {},
+): Follow<TData> {
+  const href = resolve(url);
+  return engine(options, href, async (link) => {
+    const target = new URL(href);
+    const headers = new Headers(typeof options.headers === "function" ? await options.headers() : options.headers);
+    headers.set("accept", "text/event-stream");
+    if (link.after) {
+      headers.set("last-event-id", link.after);
+      target.searchParams.set("after", link.after);
+    }
+    const res = await (options.fetch ?? fetch)(target.href, { headers, signal: link.signal });
+    if (res.status === 204) return true;
+    if (!res.ok || !res.body) {
+      const fatal = res.status === 401 || res.status === 403 || res.status === 404;
+      res.body?.cancel().catch(() => {});
+      throw new FollowError(`${target.href} answered ${res.status} ${res.statusText}`, res.status, !fatal);
+    }
+    link.open();
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    let data: string[] = [];
+    let name = "";
+    let id = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return link.terminal();
+      buf += value;
+      // A line ends at \r\n, \n or \r; a trailing \r may be half of a \r\n still in flight.
+      let m: RegExpExecArray | null;
+      // biome-ignore lint/suspicious/noAssignInExpressions: the usual exec loop
+      while ((m = /\r\n|\n|\r(?=[\s\S])/.exec(buf))) {
+        const line = buf.slice(0, m.index);
+        buf = buf.slice(m.index + m[0].length);
+        if (!line) {
+          if (data.length && link.handle(name || "message", data.join("\n"), id)) {
+            reader.cancel().catch(() => {});
+            return true;
+          }
+          data = [];
+          name = id = "";
+          continue;
+        }
+        const colon = line.indexOf(":");
+        if (colon === 0) continue; // comment, e.g. `: ping`
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const val = colon < 0 ? "" : line.slice(colon + (line[colon + 1] === " " ? 2 : 1));
+        if (field === "data") data.push(val);
+        else if (field === "event") name = val;
+        else if (field === "id" && !val.includes("\0")) id = val;
+        else if (field === "retry" && /^\d+$/.test(val)) link.retry(Number(val));
+      }
+    }
+  });
+}
+
+/** The part of a WebSocket class {@link followWebSocket} uses: the browser's, Deno's, or `ws` in Node 20. */
+export type WebSocketClass = new (
+  url: string,
+  protocols?: string | string[],
+) => {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: never) => void) | null;
+  onmessage: ((event: { readonly data: unknown }) => void) | null;
+  onclose: ((event: { readonly code: number; readonly reason: string }) => void) | null;
+  onerror: ((event: never) => void) | null;
+};
+
+/** Options of {@link followWebSocket}. */
+export interface WebSocketFollowOptions<TData = Record<string, unknown>> extends FollowCallbacks<TData> {
+  /**
+   * The WebSocket class: the global one in browsers, Deno and Node 22; `WebSocket` from `ws` on Node 20.
+   * @default globalThis.WebSocket
+   * @example (await import("ws")).WebSocket
+   */
+  readonly WebSocket?: WebSocketClass;
+  /**
+   * Subprotocols to offer. Browsers cannot set headers on a WebSocket: carry a
+   * token here or in the URL's query, and check it in the server's `authorize`.
+   * @default undefined
+   * @example ["progresscast", `token.${token}`]
+   */
+  readonly protocols?: string | string[];
+}
+
+/**
+ * Follows one operation or a scope over the WebSocket protocol of
+ * `progress.serveWebSocket`, with the same callbacks, de-duplication, resume
+ * (the watch is sent again with `after` = the last event id) and backoff as
+ * {@link follow}. A socket closed with 4001 or 4003 (refused by `authorize`)
+ * stops it: `onError` gets a {@link FollowError} with status 401 or 403 and
+ * `done` rejects. Server `error` messages and sockets that fail to open go to
+ * `onError` and following goes on; a socket closed after opening is resumed quietly.
+ *
+ * @throws {TypeError} synchronously when `url` is not a valid URL, or when no WebSocket class is available.
+ * @example
+ * ```ts
+ * import { followWebSocket } from "progresscast/client";
+ * const job = followWebSocket("wss://api.example.com/progress", { op }, {
+ *   onState: (s) => render(s.progress, s.message),
+ * });
+ * await job.done;
+ * ```
+ */
+export function followWebSocket<TData = Record<string, unknown>>(
+  url: string | URL,
+  target: { readonly op: string } | { readonly scope: string },
+  options: WebSocketFollowOptions<TData> = {},
+): Follow<TData> {
+  const href = resolve(url).replace(/^http/, "ws");
+  const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketClass }).WebSocket;
+  if (!WS) throw new TypeError("No WebSocket class here: pass options.WebSocket (e.g. WebSocket from the ws package)");
+  return engine(
+    options,
+    href,
+    (link) =>
+      new Promise<boolean>((resolve, reject) => {
+        const ws = new WS(href, options.protocols);
+        const end = (stop: boolean): void => {
+          ws.onclose = ws.onmessage = null;
+          ws.close(1000);
+          resolve(stop);
+        };
+        link.signal.addEventListener("abort", () => end(true));
+        let opened = false;
+        ws.onopen = () => {
+          opened = true;
+          link.open();
+          ws.send(JSON.stringify({ type: "watch", ...target, ...(link.after ? { after: link.after } : {}) }));
+        };
+        ws.onmessage = ({ data }) => {
+          let m: { type?: string; snapshot?: unknown; event?: { type?: string; id?: string }; message?: string };
+          try {
+            m = JSON.parse(String(data));
+          } catch {
+            m = {};
+          }
+          const { type } = m;
+          if (type === "error") {
+            call(options.onError, new FollowError(`${href}: ${m.message}`, undefined, true, m));
+          } else if (type === "event" && m.event) {
+            if (link.handle(m.event.type ?? "progress", JSON.stringify(m.event), m.event.id ?? "")) end(true);
+          } else if (type === "snapshot" || type === "reset") {
+            link.handle(type, JSON.stringify(m.snapshot ?? null), "");
+          }
+        };
+        ws.onerror = () => {};
+        ws.onclose = ({ code, reason }) => {
+          if (code === 4001 || code === 4003) {
+            const status = code === 4001 ? 401 : 403;
+            reject(new FollowError(`${href} refused the watch: ${code} ${reason}`, status, false));
+          } else if (opened || link.terminal()) resolve(link.terminal());
+          else reject(new FollowError(`${href} closed before opening: ${code} ${reason}`, undefined, true));
+        };
+      }),
+  );
 }

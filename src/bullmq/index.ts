@@ -1,0 +1,308 @@
+/**
+ * BullMQ bridge: every job of a queue becomes an operation, its job id the
+ * operation id. `bridgeQueue` reads the queue's event stream once (one
+ * `QueueEvents` per queue, however many jobs) and forwards each job's
+ * progress, start, retries, completion and failure; a retried job starts a new
+ * attempt of its operation. `withProgress` wraps a processor so that
+ * `job.updateProgress` also publishes from the worker itself, with no hop
+ * through the queue's event stream. BullMQ 5 and 6 (an optional peer dependency).
+ *
+ * @example
+ * ```ts
+ * import { bridgeQueue } from "progresscast/bullmq";
+ *
+ * const bridge = await bridgeQueue("imports", { connection: { host: "127.0.0.1", port: 6379 }, progress });
+ * // ... browsers follow progress.sse(request, jobId) ...
+ * await bridge.close();
+ * ```
+ *
+ * @module
+ */
+import { type ConnectionOptions, type Job, type Processor, Queue, QueueEvents } from "bullmq";
+import type { Progress, PublishOptions, PublishResult } from "../core/progress.ts";
+import type { ProgressUpdate } from "../core/wire.ts";
+
+/** A value given to `job.updateProgress`: a number, or an object. */
+export type JobProgressValue = string | boolean | number | object;
+
+/** Options of {@link bridgeQueue}. */
+export interface BridgeOptions {
+  /**
+   * How to reach the queue's Redis, as BullMQ takes it (options or a client).
+   * @example { host: "127.0.0.1", port: 6379 }
+   */
+  readonly connection: ConnectionOptions;
+  /**
+   * The manager the jobs' progress is published with.
+   * @example createProgress({ port: nodeRedis({ url }) })
+   */
+  readonly progress: Progress;
+  /**
+   * BullMQ's key prefix, when the queue uses another than BullMQ's default.
+   * @default "bull"
+   * @example "myapp"
+   */
+  readonly prefix?: string;
+  /**
+   * Also publish each job's events to a scope (a user, a tenant), chosen per job id.
+   * @default undefined
+   * @example () => "imports"
+   */
+  readonly scope?: (jobId: string) => string | undefined;
+  /**
+   * Forward `job.updateProgress` calls read from the queue's event stream. Set
+   * `false` when every worker wraps its processor with {@link withProgress},
+   * which publishes them directly, so they are not published twice.
+   * @default true
+   * @example false
+   */
+  readonly forwardProgress?: boolean;
+  /**
+   * Read the queue's event stream after this id (e.g. {@link Bridge.lastEventId}
+   * of a bridge that stopped). By default it starts one second before the
+   * bridge, so no event of a job added while the bridge starts is missed.
+   * @default one second before now
+   * @example "1732372800000-0"
+   */
+  readonly lastEventId?: string;
+  /**
+   * Turns a value given to `job.updateProgress` into a progress update.
+   * @default {@link toProgressUpdate}
+   * @example (value) => ({ progress: Number(value) })
+   */
+  readonly map?: (value: JobProgressValue) => ProgressUpdate;
+  /**
+   * Called when the bridge could not forward an event (bad input, a backend
+   * failure returned by a publish, a job that could not be read). The bridge goes on.
+   * @default undefined
+   * @example (error, jobId) => logger.warn({ error, jobId }, "progress bridge")
+   */
+  readonly onError?: (error: unknown, jobId: string) => void;
+}
+
+/** A running bridge: {@link bridgeQueue}'s result. */
+export interface Bridge extends AsyncDisposable {
+  /** The bridged queue's name. */
+  readonly queueName: string;
+  /** Id of the last event of the queue's event stream handled; resume a new bridge from it. */
+  readonly lastEventId: string | undefined;
+  /** Stops reading and closes the bridge's BullMQ connections (not `progress`). Idempotent. */
+  close(): Promise<void>;
+}
+
+const int = (v: unknown): number | undefined =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+
+/**
+ * The default mapping of a `job.updateProgress` value: a number is a percent
+ * (clamped to 0..100); an object's `progress`, `current`, `total` and `message`
+ * fields are taken as such and its other fields go to `data`; a string is a
+ * message. Never throws.
+ *
+ * @example
+ * ```ts
+ * toProgressUpdate(42);                                  // { progress: 42 }
+ * toProgressUpdate({ current: 3, total: 10, file: "a" }); // { current: 3, total: 10, data: { file: "a" } }
+ * ```
+ */
+export function toProgressUpdate(value: JobProgressValue): ProgressUpdate {
+  if (typeof value === "number") {
+    return Number.isFinite(value) ? { progress: Math.min(100, Math.max(0, Math.round(value * 100) / 100)) } : {};
+  }
+  if (typeof value === "string") return { message: value.slice(0, 2048) };
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return {};
+  const { progress, current, total, message, ...rest } = value as Record<string, unknown>;
+  const update: { -readonly [K in keyof ProgressUpdate]: ProgressUpdate[K] } = {};
+  if (typeof progress === "number" && Number.isFinite(progress)) update.progress = Math.min(100, Math.max(0, progress));
+  const c = int(current);
+  const t = int(total);
+  if (c !== undefined && (t === undefined || c <= t)) update.current = c;
+  if (t !== undefined) update.total = t;
+  if (typeof message === "string") update.message = message.slice(0, 2048);
+  if (Object.keys(rest).length > 0) update.data = rest;
+  return update;
+}
+
+/**
+ * Forwards every job of a queue to progresscast, the job id as the operation
+ * id: `queued` when added, `running` when a worker takes it, each
+ * `job.updateProgress` (coalesced, unless `forwardProgress` is false), a
+ * `retry` event (status `queued`, the failure in `message`, `data.attemptsMade`)
+ * when an attempt fails and will be retried, a new attempt of the operation
+ * when the retry starts, then `completed` or `failed`. One `QueueEvents`
+ * reader and one `Queue` connection per bridged queue. Resolves when reading.
+ *
+ * @throws {Error} when the queue's Redis cannot be reached (BullMQ's error).
+ * @example
+ * ```ts
+ * const progress = createProgress({ port: nodeRedis({ url: "redis://127.0.0.1:6379" }) });
+ * const bridge = await bridgeQueue("imports", { connection: { host: "127.0.0.1", port: 6379 }, progress });
+ * app.get("/progress/:op", (c) => progress.sse(c.req.raw, c.req.param("op")));
+ * ```
+ */
+export async function bridgeQueue(queueName: string, options: BridgeOptions): Promise<Bridge> {
+  const { progress, connection, forwardProgress = true, map = toProgressUpdate } = options;
+  const prefix = options.prefix === undefined ? {} : { prefix: options.prefix };
+  const queue = new Queue(queueName, { connection, ...prefix });
+  const events = new QueueEvents(queueName, {
+    connection,
+    ...prefix,
+    lastEventId: options.lastEventId ?? `${Date.now() - 1000}-0`,
+  });
+  // Jobs whose attempt failed and will run again: their next `active` starts a new attempt.
+  const retrying = new Set<string>();
+  // Per job, events are forwarded in order even when one needs a read first.
+  const chains = new Map<string, Promise<void>>();
+  let lastEventId: string | undefined;
+  let closed: Promise<void> | undefined;
+
+  const fail = (error: unknown, jobId: string): void => {
+    try {
+      options.onError?.(error, jobId);
+    } catch {
+      // A throwing error handler must not stop the bridge.
+    }
+  };
+  const publishOptions = (jobId: string, extra: PublishOptions = {}): PublishOptions => {
+    const scope = options.scope?.(jobId);
+    return scope === undefined ? extra : { ...extra, scope };
+  };
+  const checked = (jobId: string, result: PublishResult): void => {
+    if (result.outcome === "failed") fail(result.error, jobId);
+  };
+  const inOrder = (jobId: string, id: string, work: () => Promise<void>): void => {
+    lastEventId = id;
+    const next = (chains.get(jobId) ?? Promise.resolve())
+      .then(work)
+      .catch((error: unknown) => fail(error, jobId))
+      .finally(() => {
+        if (chains.get(jobId) === next) chains.delete(jobId);
+      });
+    chains.set(jobId, next);
+  };
+  const publish = (jobId: string, update: ProgressUpdate, extra?: PublishOptions): Promise<void> =>
+    progress.publish(jobId, update, publishOptions(jobId, extra)).then((r) => checked(jobId, r));
+
+  /** An attempt failed and the job will run again. */
+  const retry = async (jobId: string): Promise<void> => {
+    retrying.add(jobId);
+    const job = await queue.getJob(jobId);
+    const data: Record<string, unknown> = {};
+    if (job) {
+      data.attemptsMade = job.attemptsMade;
+      if (job.opts.attempts !== undefined) data.attempts = job.opts.attempts;
+    }
+    await publish(jobId, {
+      type: "retry",
+      status: "queued",
+      message: (job?.failedReason ?? "The attempt failed; retrying").slice(0, 2048),
+      data,
+    });
+  };
+
+  events.on("waiting", ({ jobId, prev }, id) => {
+    inOrder(jobId, id, () => (prev === "active" ? retry(jobId) : publish(jobId, { status: "queued" })));
+  });
+  events.on("delayed", ({ jobId }, id) => {
+    inOrder(jobId, id, async () => {
+      // A delay after an attempt is a retry with backoff; a delay on add is a scheduled job.
+      const job = await queue.getJob(jobId);
+      if (job && job.attemptsMade > 0) await retry(jobId);
+      else await publish(jobId, { status: "queued" });
+    });
+  });
+  events.on("active", ({ jobId }, id) => {
+    inOrder(jobId, id, async () => {
+      if (retrying.delete(jobId)) {
+        await publish(jobId, { status: "running", progress: 0 }, { allowBackwards: true });
+      } else await publish(jobId, { status: "running" });
+    });
+  });
+  events.on("progress", ({ jobId, data }, id) => {
+    if (!forwardProgress) {
+      lastEventId = id;
+      return;
+    }
+    inOrder(jobId, id, async () => {
+      progress.report(jobId, map(data), publishOptions(jobId));
+    });
+  });
+  events.on("completed", ({ jobId }, id) => {
+    inOrder(jobId, id, () => publish(jobId, { status: "completed", progress: 100 }));
+  });
+  events.on("failed", ({ jobId, failedReason }, id) => {
+    inOrder(jobId, id, () => publish(jobId, { status: "failed", message: String(failedReason).slice(0, 2048) }));
+  });
+  events.on("error", (error) => fail(error, ""));
+
+  await Promise.all([events.waitUntilReady(), queue.waitUntilReady()]);
+
+  const close = (): Promise<void> => {
+    closed ??= (async () => {
+      await events.close();
+      await Promise.allSettled([...chains.values()]);
+      await queue.close();
+    })();
+    return closed;
+  };
+  return {
+    queueName,
+    get lastEventId() {
+      return lastEventId;
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** Options of {@link withProgress}. */
+export interface WithProgressOptions {
+  /**
+   * Also publish to a scope, chosen per job.
+   * @default undefined
+   * @example (job) => `user-${job.data.userId}`
+   */
+  readonly scope?: (job: Job) => string | undefined;
+  /**
+   * Turns a value given to `job.updateProgress` into a progress update.
+   * @default {@link toProgressUpdate}
+   * @example (value) => ({ progress: Number(value) })
+   */
+  readonly map?: (value: JobProgressValue) => ProgressUpdate;
+}
+
+/**
+ * Wraps a BullMQ processor so that each `job.updateProgress(value)` also
+ * reports to progresscast from the worker (coalesced, never throws), the job
+ * id as the operation id, before BullMQ records it. Lifecycle events (start,
+ * retries, completion, failure) come from {@link bridgeQueue}; give it
+ * `forwardProgress: false` so progress is not published twice.
+ *
+ * @example
+ * ```ts
+ * const worker = new Worker("imports", withProgress(progress, async (job) => {
+ *   for (let i = 1; i <= 10; i++) await job.updateProgress(i * 10);
+ *   return "done";
+ * }), { connection });
+ * ```
+ */
+export function withProgress<T = unknown, R = unknown, N extends string = string>(
+  progress: Progress,
+  processor: Processor<T, R, N>,
+  options: WithProgressOptions = {},
+): Processor<T, R, N> {
+  const map = options.map ?? toProgressUpdate;
+  return (job, token, signal) => {
+    const update = job.updateProgress.bind(job);
+    const op = job.id;
+    if (op !== undefined) {
+      const scope = options.scope?.(job as Job);
+      const publishOptions: PublishOptions = scope === undefined ? {} : { scope };
+      job.updateProgress = (value) => {
+        progress.report(op, map(value), publishOptions);
+        return update(value);
+      };
+    }
+    return processor(job, token, signal);
+  };
+}

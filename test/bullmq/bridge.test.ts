@@ -1,0 +1,126 @@
+import { Queue, Worker } from "bullmq";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
+import { bridgeQueue, toProgressUpdate, withProgress } from "../../src/bullmq/index.ts";
+import { follow, type ProgressEvent } from "../../src/client/index.ts";
+import { createProgress, type Progress } from "../../src/index.ts";
+import { type RedisServer, startRedis } from "../support/redis-server.ts";
+import { type SseServer, startSseServer } from "../support/sse-server.ts";
+
+let redis: RedisServer;
+let progress: Progress;
+let server: SseServer;
+const connection = (): { host: string; port: number; maxRetriesPerRequest: null } => ({
+  host: "127.0.0.1",
+  port: redis.port,
+  maxRetriesPerRequest: null,
+});
+
+beforeAll(async () => {
+  redis = await startRedis();
+  progress = createProgress({
+    port: nodeRedis({ url: redis.url }),
+    prefix: `t${Math.random().toString(36).slice(2, 8)}`,
+    throttle: false,
+    logger: {},
+  });
+  server = await startSseServer(progress);
+});
+
+afterAll(async () => {
+  await server?.close();
+  await progress?.close();
+  await redis?.close();
+});
+
+describe("bridgeQueue", () => {
+  it("shows a job that fails twice then succeeds as three attempts ending completed", async () => {
+    const name = `q${Math.random().toString(36).slice(2, 8)}`;
+    const bridge = await bridgeQueue(name, { connection: connection(), progress });
+    const queue = new Queue(name, { connection: connection() });
+    const seen: ProgressEvent[] = [];
+    const client = follow(`${server.url}/progress/job-1`, { onEvent: (e) => seen.push(e), minDelayMs: 50 });
+    const worker = new Worker(
+      name,
+      async (job) => {
+        await job.updateProgress({ progress: 40, message: `attempt ${job.attemptsMade + 1}` });
+        if (job.attemptsMade < 2) throw new Error(`flaky ${job.attemptsMade + 1}`);
+        await job.updateProgress(90);
+        return "ok";
+      },
+      { connection: connection() },
+    );
+    try {
+      await queue.add("import", { rows: 3 }, { jobId: "job-1", attempts: 3 });
+      await client.done;
+      const events = seen.filter((e) => e.kind === "event");
+      const starts = events.filter((e) => e.status === "running" && e.type === "progress" && e.progress === 0);
+      const retries = events.filter((e) => e.type === "retry");
+      expect(retries.map((e) => e.message)).toEqual(["flaky 1", "flaky 2"]);
+      expect(retries.map((e) => e.data?.attemptsMade)).toEqual([1, 2]);
+      expect(starts.length).toBeGreaterThanOrEqual(2);
+      expect(events.filter((e) => e.message?.startsWith("attempt ")).map((e) => e.message)).toEqual([
+        "attempt 1",
+        "attempt 2",
+        "attempt 3",
+      ]);
+      expect(client.state?.status).toBe("completed");
+      expect(client.state?.progress).toBe(100);
+      const snapshot = await progress.get("job-1");
+      expect(snapshot?.status).toBe("completed");
+    } finally {
+      client.close();
+      await worker.close();
+      await queue.close();
+      await bridge.close();
+    }
+  });
+
+  it("publishes progress from the worker itself with withProgress, and a final failure", async () => {
+    const name = `q${Math.random().toString(36).slice(2, 8)}`;
+    const bridge = await bridgeQueue(name, { connection: connection(), progress, forwardProgress: false });
+    const queue = new Queue(name, { connection: connection() });
+    const seen: ProgressEvent[] = [];
+    const client = follow(`${server.url}/progress/job-2`, { onEvent: (e) => seen.push(e), minDelayMs: 50 });
+    const worker = new Worker(
+      name,
+      withProgress(progress, async (job) => {
+        await job.updateProgress({ current: 3, total: 10, file: "a.csv" });
+        throw new Error("disk full");
+      }),
+      { connection: connection() },
+    );
+    try {
+      await queue.add("import", {}, { jobId: "job-2" });
+      await client.done;
+      const withCounts = seen.filter((e) => e.current === 3);
+      // Published once, by the worker: the bridge leaves the queue's progress events alone.
+      expect(withCounts.filter((e) => e.kind === "event")).toHaveLength(1);
+      expect(withCounts[0]?.data).toEqual({ file: "a.csv" });
+      expect(client.state?.status).toBe("failed");
+      expect(client.state?.message).toBe("disk full");
+      expect(bridge.lastEventId).toMatch(/^\d+-\d+$/);
+    } finally {
+      client.close();
+      await worker.close();
+      await queue.close();
+      await bridge.close();
+    }
+  });
+});
+
+describe("toProgressUpdate", () => {
+  it("maps numbers, objects and strings, and never throws", () => {
+    expect(toProgressUpdate(42.123)).toEqual({ progress: 42.12 });
+    expect(toProgressUpdate(140)).toEqual({ progress: 100 });
+    expect(toProgressUpdate({ current: 3, total: 10, message: "m", x: 1 })).toEqual({
+      current: 3,
+      total: 10,
+      message: "m",
+      data: { x: 1 },
+    });
+    expect(toProgressUpdate("halfway")).toEqual({ message: "halfway" });
+    expect(toProgressUpdate(true)).toEqual({});
+    expect(toProgressUpdate(Number.NaN)).toEqual({});
+  });
+});
