@@ -183,35 +183,50 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
   const publish = (jobId: string, update: ProgressUpdate, extra?: PublishOptions): Promise<void> =>
     progress.publish(jobId, update, publishOptions(jobId, extra)).then((r) => checked(jobId, r));
 
-  /** An attempt failed and the job will run again. */
-  const retry = async (jobId: string): Promise<void> => {
+  /** The `message` of an error's stack (`Error: disk full\n    at ...` -> `disk full`). */
+  const messageOf = (stack: string | undefined): string | undefined =>
+    stack?.split("\n")[0]?.replace(/^[\w$.]*: /, "") || undefined;
+
+  /**
+   * Attempt `n` failed and the job will run again. The job is read after the
+   * fact (a later attempt may have run already), so the failure is taken from
+   * its `n`-th stack trace, not from `failedReason` (the latest).
+   */
+  const retry = async (jobId: string, n: number | undefined): Promise<void> => {
     retrying.add(jobId);
     const job = await queue.getJob(jobId);
+    const made = n ?? job?.attemptsMade;
     const data: Record<string, unknown> = {};
-    if (job) {
-      data.attemptsMade = job.attemptsMade;
-      if (job.opts.attempts !== undefined) data.attempts = job.opts.attempts;
-    }
+    if (made !== undefined) data.attemptsMade = made;
+    if (job?.opts.attempts !== undefined) data.attempts = job.opts.attempts;
+    const traces = job?.stacktrace ?? [];
+    const stack = made !== undefined && traces.length >= made ? traces[made - 1] : undefined;
     await publish(jobId, {
       type: "retry",
       status: "queued",
-      message: (job?.failedReason ?? "The attempt failed; retrying").slice(0, 2048),
+      message: (messageOf(stack ?? undefined) ?? job?.failedReason ?? "The attempt failed; retrying").slice(0, 2048),
       data,
     });
   };
 
+  // Attempts seen starting, per job, counted as the events arrive.
+  const started = new Map<string, number>();
   events.on("waiting", ({ jobId, prev }, id) => {
-    inOrder(jobId, id, () => (prev === "active" ? retry(jobId) : publish(jobId, { status: "queued" })));
+    const n = started.get(jobId);
+    inOrder(jobId, id, () => (prev === "active" ? retry(jobId, n) : publish(jobId, { status: "queued" })));
   });
   events.on("delayed", ({ jobId }, id) => {
+    const n = started.get(jobId);
     inOrder(jobId, id, async () => {
       // A delay after an attempt is a retry with backoff; a delay on add is a scheduled job.
+      if (n !== undefined) return await retry(jobId, n);
       const job = await queue.getJob(jobId);
-      if (job && job.attemptsMade > 0) await retry(jobId);
+      if (job && job.attemptsMade > 0) await retry(jobId, undefined);
       else await publish(jobId, { status: "queued" });
     });
   });
   events.on("active", ({ jobId }, id) => {
+    started.set(jobId, (started.get(jobId) ?? 0) + 1);
     inOrder(jobId, id, async () => {
       if (retrying.delete(jobId)) {
         await publish(jobId, { status: "running", progress: 0 }, { allowBackwards: true });
@@ -228,9 +243,11 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
     });
   });
   events.on("completed", ({ jobId }, id) => {
+    started.delete(jobId);
     inOrder(jobId, id, () => publish(jobId, { status: "completed", progress: 100 }));
   });
   events.on("failed", ({ jobId, failedReason }, id) => {
+    started.delete(jobId);
     inOrder(jobId, id, () => publish(jobId, { status: "failed", message: String(failedReason).slice(0, 2048) }));
   });
   events.on("error", (error) => fail(error, ""));
