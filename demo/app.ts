@@ -206,9 +206,10 @@ function card(job: JobView): Card {
   const head = el("header", "job-head", root);
   const title = el("h2", "title", head);
   title.textContent = job.title;
-  const op = el("code", "op", head);
-  op.textContent = job.op;
   const badge = el("span", "badge", head);
+  const op = el("span", "op", head);
+  op.textContent = `started ${clock(job.firstTs)}`;
+  op.title = job.op;
   const bar = el("div", "bar", root);
   bar.setAttribute("role", "progressbar");
   bar.setAttribute("aria-valuemin", "0");
@@ -251,7 +252,8 @@ function renderCard(job: JobView): void {
   c.fill.style.width = `${pct}%`;
   c.bar.setAttribute("aria-valuenow", String(shown));
   c.percent.textContent = `${shown.toFixed(shown % 1 === 0 ? 0 : 1)}%`;
-  c.counts.textContent = job.current !== undefined && job.total !== undefined ? `${job.current} / ${job.total}` : "";
+  const done = job.status === "completed" && job.total !== undefined ? job.total : job.current;
+  c.counts.textContent = done !== undefined && job.total !== undefined ? `${done} / ${job.total}` : "";
   c.message.textContent = job.status === "failed" ? (job.error ?? job.message) : job.message;
   c.eta.textContent = TERMINAL.includes(job.status) ? "" : formatEta(stream.remainingSeconds(job.op));
   const items = job.events.map((e) => {
@@ -267,7 +269,8 @@ function renderCard(job: JobView): void {
   });
   c.events.replaceChildren(...items);
   const over = TERMINAL.includes(job.status);
-  c.cancel.hidden = over;
+  // Hidden but keeping its place, so a finished card is as tall as a running one.
+  c.cancel.style.visibility = over ? "hidden" : "";
   if (over) c.cancel.disabled = true;
 }
 
@@ -288,10 +291,11 @@ function render(): void {
       }),
   );
   connection.dataset.state = debug.connection;
+  // Event ids are for the client to resume from; the page says only that it did.
   connection.textContent =
     debug.connection === "open"
       ? debug.resumedFrom
-        ? `live · resumed after ${debug.resumedFrom}`
+        ? "live · resumed where this tab left off"
         : "live"
       : debug.connection;
   list.dataset.empty = String(jobs.length === 0);

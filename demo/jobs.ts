@@ -2,7 +2,9 @@
  * Simulated background jobs for the demo. Each one is a `progress.task` on the
  * demo scope, so one SSE connection to the scope follows all of them; each
  * reports in its own style (row counts, files with custom events, percent with
- * phases, a flaky sync) and stops when cancelled (`task.signal`).
+ * phases, a flaky sync) and stops when cancelled (`task.signal`). Messages say
+ * what is happening, never a figure of their own: the card's percent and
+ * counts are the one measure of how far a job is.
  */
 import type { Progress, Task } from "../src/index.ts";
 
@@ -57,7 +59,7 @@ const KINDS: { readonly [K in JobKind]: KindSpec } = {
     async run({ task, wait }) {
       for (let done = 50; done <= 2400; done += 50) {
         if (!(await wait(400))) return;
-        task.progress({ current: done }, `Imported ${done} of 2400 rows`);
+        task.progress({ current: done }, "Importing rows");
         if (done % 800 === 0) {
           await task.event("batch_committed", {
             message: `Committed rows ${done - 799}–${done}`,
@@ -75,11 +77,12 @@ const KINDS: { readonly [K in JobKind]: KindSpec } = {
       for (const [i, file] of FILES.entries()) {
         for (let part = 1; part <= 4; part++) {
           if (!(await wait(350))) return;
-          if (part < 4) task.progress({ current: i }, `Uploading ${file} (${part * 25}%)`);
+          // Within a file: the overall percent moves on; the count stays at the files done.
+          if (part < 4) task.progress(((i + part / 4) / FILES.length) * 100, `Uploading ${file}`);
         }
         const bytes = 40_000 + ((i * 7919) % 9) * 110_000;
         await task.event("file_completed", { message: `${file} uploaded`, data: { file, bytes } });
-        task.progress({ current: i + 1 }, `${i + 1} of ${FILES.length} files uploaded`);
+        task.progress({ current: i + 1 }, `${file} uploaded`);
       }
     },
   },
@@ -101,7 +104,7 @@ const KINDS: { readonly [K in JobKind]: KindSpec } = {
           await task.event("phase_started", { message: `${name} started`, data: { phase: name } });
         }
         if (!(await wait(300))) return;
-        task.progress(p, `${phases[phase]?.name ?? "Working"}: frame ${p * 24} of 2400`);
+        task.progress(p, phases[phase]?.name ?? "Working");
       }
     },
   },
@@ -115,7 +118,7 @@ const KINDS: { readonly [K in JobKind]: KindSpec } = {
       for (let done = 10; done <= 300; done += 10) {
         if (!(await wait(300))) return;
         if (done === failAt) throw new Error("CRM API answered 503 Service Unavailable");
-        task.progress({ current: done }, `Synced ${done} of 300 contacts`);
+        task.progress({ current: done }, "Syncing contacts");
       }
     },
   },

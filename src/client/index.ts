@@ -578,18 +578,24 @@ export function follow<TData = Record<string, unknown>>(
   });
 }
 
-/** The part of a WebSocket class {@link followWebSocket} uses: the browser's, Deno's, or `ws` in Node 20. */
-export type WebSocketClass = new (
-  url: string,
-  protocols?: string | string[],
-) => {
+/** The part of a WebSocket {@link followWebSocket} uses. */
+export interface WebSocketClient {
+  /** Sends a text frame. */
   send(data: string): void;
+  /** Closes the socket. */
   close(code?: number, reason?: string): void;
+  /** Called once the socket is open. */
   onopen: ((event: never) => void) | null;
+  /** Called with each message. */
   onmessage: ((event: { readonly data: unknown }) => void) | null;
+  /** Called when the socket closes, with the close code (4001 and 4003 are refusals). */
   onclose: ((event: { readonly code: number; readonly reason: string }) => void) | null;
+  /** Called on a socket error (a close follows). */
   onerror: ((event: never) => void) | null;
-};
+}
+
+/** A WebSocket class: the browser's, Deno's, or `WebSocket` from `ws` in Node 20. */
+export type WebSocketClass = new (url: string, protocols?: string | string[]) => WebSocketClient;
 
 /** Options of {@link followWebSocket}. */
 export interface WebSocketFollowOptions<TData = Record<string, unknown>> extends FollowCallbacks<TData> {
