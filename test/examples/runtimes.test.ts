@@ -67,13 +67,13 @@ describe("examples in their runtimes", () => {
       await progress.publish("deno-1", { status: "running", progress: 40 });
       const client = follow(`${app.url}/?op=deno-1`);
       await progress.publish("deno-1", { status: "completed", progress: 100 });
-      await Promise.race([client.done, new Promise((r) => setTimeout(r, 20_000))]);
+      await Promise.race([client.done, new Promise((r) => setTimeout(r, 60_000))]);
       client.close();
       expect(client.state?.status, app.output()).toBe("completed");
     } finally {
       await app.stop();
     }
-  }, 120_000);
+  }, 240_000);
 
   describe("cloudflare-worker", () => {
     let rest: UpstashServer;
@@ -99,7 +99,7 @@ describe("examples in their runtimes", () => {
         bindings: { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: rest.token },
       });
       await mf.ready;
-    });
+    }, 180_000);
     afterAll(async () => {
       await mf?.dispose();
       await rest?.close();

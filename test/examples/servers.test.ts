@@ -28,11 +28,11 @@ async function followJob(url: string, op: string, headers: Record<string, string
   await progress.publish(op, { status: "running", progress: 10, message: "Starting" });
   const seen: ProgressEvent[] = [];
   const client = follow(url, { headers, onEvent: (e) => seen.push(e), minDelayMs: 50 });
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 60_000;
   while (!seen.some((e) => e.kind === "snapshot") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   await progress.publish(op, { progress: 60, message: "Halfway" });
   await progress.publish(op, { status: "completed", progress: 100 });
-  await Promise.race([client.done, new Promise((r) => setTimeout(r, 20_000))]);
+  await Promise.race([client.done, new Promise((r) => setTimeout(r, 60_000))]);
   client.close();
   return seen;
 }
@@ -45,17 +45,21 @@ describe("examples", () => {
     ["express/server.ts", { authorization: "Bearer x" }],
     ["fastify/server.ts", {}],
     ["hono/server.ts", {}],
-  ])("%s serves /progress/:op as SSE", async (file, headers) => {
-    const app = await startExample(`examples/${file}`, { REDIS_URL: redis.url });
-    try {
-      const op = `ex-${file.split("/")[0]}`;
-      const seen = await followJob(`${app.url}/progress/${op}`, op, headers);
-      expect(progressOf(seen), app.output()).toEqual([10, 60, 100]);
-      expect(seen.at(-1)?.status).toBe("completed");
-    } finally {
-      await app.stop();
-    }
-  });
+  ])(
+    "%s serves /progress/:op as SSE",
+    async (file, headers) => {
+      const app = await startExample(`examples/${file}`, { REDIS_URL: redis.url });
+      try {
+        const op = `ex-${file.split("/")[0]}`;
+        const seen = await followJob(`${app.url}/progress/${op}`, op, headers);
+        expect(progressOf(seen), app.output()).toEqual([10, 60, 100]);
+        expect(seen.at(-1)?.status).toBe("completed");
+      } finally {
+        await app.stop();
+      }
+    },
+    180_000,
+  );
 
   it("websocket/server.ts serves SSE and WebSockets behind one token check", async () => {
     const app = await startExample("examples/websocket/server.ts", { REDIS_URL: redis.url, TOKEN: "t0k" });
@@ -87,7 +91,7 @@ describe("examples", () => {
     } finally {
       await app.stop();
     }
-  });
+  }, 180_000);
 
   it("task/import-job.ts runs a task to completed and exits", async () => {
     const { code, output } = await runExample("examples/task/import-job.ts", { REDIS_URL: redis.url });
@@ -96,7 +100,7 @@ describe("examples", () => {
     expect(snapshot).toMatchObject({ status: "completed", current: 50, total: 50 });
     const types = (await progress.history("import-42")).map((e) => e.type);
     expect(types).toContain("file_completed");
-  });
+  }, 180_000);
 
   it("nextjs/app/progress/[op]/route.ts answers web Requests", async () => {
     process.env.REDIS_URL = redis.url;
@@ -116,7 +120,7 @@ describe("examples", () => {
     const text = await response.text(); // ends after the terminal event
     expect(text).toContain("event: snapshot");
     expect(text).toMatch(/"status":"completed"/);
-  });
+  }, 180_000);
 
   it("bullmq/server.ts and bullmq/worker.ts: a retried job is followed to completed", async () => {
     const app = await startExample("examples/bullmq/server.ts", { REDIS_URL: redis.url });
@@ -129,7 +133,7 @@ describe("examples", () => {
     try {
       const seen: ProgressEvent[] = [];
       const client = follow(`${app.url}/progress/bull-1`, { onEvent: (e) => seen.push(e), minDelayMs: 50 });
-      await Promise.race([client.done, new Promise((r) => setTimeout(r, 30_000))]);
+      await Promise.race([client.done, new Promise((r) => setTimeout(r, 90_000))]);
       client.close();
       expect(
         seen.some((e) => e.type === "retry"),
@@ -139,5 +143,5 @@ describe("examples", () => {
     } finally {
       await Promise.all([app.stop(), worker.stop()]);
     }
-  });
+  }, 240_000);
 });

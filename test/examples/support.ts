@@ -23,7 +23,7 @@ export async function startExample(
   env: Record<string, string>,
   command: readonly string[] = [TSX, "--tsconfig", "examples/tsconfig.json"],
   ready: RegExp = /listening on (http:\/\/\S+?)\/?(\s|$)/,
-  timeoutMs = 45_000,
+  timeoutMs = 120_000,
 ): Promise<Running> {
   const [bin = TSX, ...pre] = command;
   const child = spawnExample(bin, [...pre, file], { PORT: "0", ...env });
@@ -63,7 +63,7 @@ export async function startExample(
 export async function runExample(
   file: string,
   env: Record<string, string>,
-  timeoutMs = 45_000,
+  timeoutMs = 120_000,
 ): Promise<{ code: number | null; output: string }> {
   const child = spawnExample(TSX, ["--tsconfig", "examples/tsconfig.json", file], env);
   let output = "";
