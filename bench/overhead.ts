@@ -32,11 +32,18 @@ function nullPort(): StreamPort {
     name: "null",
     capabilities: { groups: false, blocking: false },
     append: (items) => {
-      const out: AppendResult[] = items.map(() => ({ ok: true, id: `1-${seq}`, seq: ++seq, cancelled: null }));
+      const out: AppendResult[] = items.map(() => ({
+        ok: true,
+        id: `1-${seq}`,
+        seq: ++seq,
+        cancelled: null,
+        attempt: 1,
+      }));
       return Promise.resolve(out);
     },
     read: refuse,
     getState: refuse,
+    delete: refuse,
     wait: refuse,
     cancel: refuse,
     close: () => Promise.resolve(),

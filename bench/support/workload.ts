@@ -40,7 +40,7 @@ export function rawAppendArgs(events: string, state: string, op: string, u: Prog
     "1",
     "0",
     progress,
-    "20",
+    "22",
     "v",
     "1",
     "op",
@@ -61,5 +61,7 @@ export function rawAppendArgs(events: string, state: string, op: string, u: Prog
     u.message ?? "",
     "ts",
     ts,
+    "attempt",
+    "1",
   ];
 }

@@ -19,7 +19,10 @@ export interface ProgressOptions {
    */
   readonly keys?: KeyStrategy | undefined;
   /**
-   * Time to live of an operation's keys, refreshed on every write.
+   * Time to live of an operation's keys. Writes refresh it when less than half
+   * is left (and at the end, and on a restart): after any write the keys live
+   * at least `ttlSeconds / 2` more, and an operation left alone expires at most
+   * `ttlSeconds` after its last write.
    * @default 86400
    */
   readonly ttlSeconds?: number | undefined;

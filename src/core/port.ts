@@ -22,6 +22,12 @@ export interface AppendFlags {
   readonly allowBackwards: boolean;
   /** Accept an update after the operation reached a terminal status. */
   readonly allowAfterTerminal: boolean;
+  /**
+   * Start a new attempt: the ordering rules are waived, the stream's history is
+   * trimmed, the snapshot is replaced (not merged), `seq` keeps increasing and
+   * `attempt` goes up by one (1 for an operation not known yet).
+   */
+  readonly restart?: boolean | undefined;
 }
 
 /** One event to append for one operation. */
@@ -34,7 +40,8 @@ export interface AppendItem extends AppendFlags {
   readonly scopeKey?: string | undefined;
   /**
    * Encoded fields without `seq` (the backend assigns it). Must contain `status`;
-   * `progress` when present is compared with the snapshot's.
+   * `progress` when present is compared with the snapshot's. The backend
+   * writes `attempt` last, whatever its place here.
    */
   readonly fields: Fields;
   /** Whether `fields.status` is terminal (completed, failed, cancelled). */
@@ -43,7 +50,11 @@ export interface AppendItem extends AppendFlags {
 
 /** Options shared by every item of one append call. */
 export interface AppendOptions {
-  /** TTL refreshed on both keys (and the scope key) by every write. */
+  /**
+   * TTL of both keys (and the scope key). A write refreshes it when less than
+   * half is left (and on terminal events and restarts): after any write both
+   * keys live at least `ttlSeconds / 2` more.
+   */
   readonly ttlSeconds: number;
   /** Approximate cap of each stream (`MAXLEN ~`). */
   readonly maxLen: number;
@@ -61,6 +72,8 @@ export type AppendResult =
       readonly seq: number;
       /** Cancellation reason if the operation was marked cancelled, else null. */
       readonly cancelled: string | null;
+      /** Attempt the event belongs to (1 unless the operation was restarted). */
+      readonly attempt: number;
     }
   | {
       readonly ok: false;
@@ -138,8 +151,11 @@ export interface StreamPort {
 
   /**
    * Append events for one or many operations and update each snapshot atomically:
-   * assign `seq`, check the ordering rules, append to the stream with the cap,
-   * merge into the snapshot, refresh TTLs, report a cancellation mark.
+   * assign `seq` and `attempt`, check the ordering rules, append to the stream
+   * with the cap, merge into the snapshot (by the rules of `docs/wire-format.md`,
+   * "Snapshot merge rules"), refresh TTLs when due, report a cancellation mark.
+   * A value in the snapshot that is not a finite number counts as absent: one
+   * operation's bad data never fails another item of the batch.
    * Round trips: one per cluster slot touched (one on a single node).
    */
   append(items: readonly AppendItem[], options: AppendOptions): Promise<AppendResult[]>;
@@ -173,6 +189,12 @@ export interface StreamPort {
    * Returns false, writing nothing, when the operation is unknown or already ended. One round trip.
    */
   cancel(stateKey: string, reason: string, ttlSeconds: number): Promise<boolean>;
+
+  /**
+   * Remove an operation: its snapshot and its stream (copies in a scope's
+   * stream stay). Returns false when neither existed. One round trip.
+   */
+  delete(stateKey: string, eventsKey: string): Promise<boolean>;
 
   /** Create the group if it does not exist (from the stream start). One round trip. */
   ensureGroup?(key: string, group: string): Promise<void>;

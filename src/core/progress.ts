@@ -40,6 +40,18 @@ export interface PublishOptions {
   readonly allowBackwards?: boolean | undefined;
   /** Accept an update after the operation ended. @default false */
   readonly allowAfterTerminal?: boolean | undefined;
+  /**
+   * Start a new attempt of the operation (a retried job under the same id),
+   * whether or not the previous one ended: the event's `attempt` is one more
+   * than the previous (1 for an operation not known yet), `seq` keeps
+   * increasing, the snapshot is replaced by this event (not merged with the
+   * previous attempt), the stream's history of the previous attempt is
+   * dropped (a client resuming from an id of it gets a `reset`), and the
+   * ordering rules are waived for this event. A cancellation asked of an
+   * attempt that did not end carries over; one of an ended attempt does not.
+   * @default false
+   */
+  readonly restart?: boolean | undefined;
 }
 
 /** What a publish did. It never rejects for a backend fault: the fault is here. */
@@ -52,6 +64,8 @@ export type PublishResult =
       readonly seq: number;
       /** The reason given to `cancel`, when the operation was asked to stop; else null. */
       readonly cancelled: string | null;
+      /** Attempt of the operation the event belongs to: 1, one more at each restart. */
+      readonly attempt: number;
     }
   | {
       readonly ok: false;
@@ -150,7 +164,9 @@ export class Progress implements AsyncDisposable {
    * ```
    */
   report(op: string, update: ProgressUpdate, options: PublishOptions = {}): void {
-    if (this.#o.intervalMs === 0) {
+    if (this.#o.intervalMs === 0 || options.restart === true) {
+      // A restart is never coalesced away: what is held of the previous attempt goes first.
+      this.#coalescer.flushOp(op);
       this.#writeHeld({ op, update, options });
       return;
     }
@@ -194,6 +210,28 @@ export class Progress implements AsyncDisposable {
       if (event !== null) events.push(event);
     }
     return events;
+  }
+
+  /**
+   * Remove an operation: its snapshot and its stream, at once (copies of its
+   * events in a scope's stream stay until that stream's own TTL). An update
+   * of it still held by `report` is written first, so nothing written before
+   * the call outlives it. Watchers of it see no more events. The id can be
+   * used again afterwards, starting at `seq` 1.
+   *
+   * @returns false when the operation was not known (or already expired).
+   * @throws {ProgressValidationError} for a bad id; {@link BackendError} when the backend fails.
+   * @example
+   * ```ts
+   * app.delete("/jobs/:op", async (c) => c.json({ deleted: await progress.delete(c.req.param("op")) }));
+   * ```
+   */
+  async delete(op: string): Promise<boolean> {
+    assertId(op);
+    this.#coalescer.flushOp(op);
+    await this.#batcher.idle();
+    this.#estimator.forget(op);
+    return await this.#o.port.delete(this.#o.keys.state(op), this.#o.keys.events(op));
   }
 
   /**
@@ -424,7 +462,7 @@ export class Progress implements AsyncDisposable {
     if (terminal) {
       this.#estimator.forget(op);
       fields.eta ??= "0";
-    }
+    } else if (options.restart === true) this.#estimator.forget(op);
     return {
       eventsKey: this.#o.keys.events(op),
       stateKey: this.#o.keys.state(op),
@@ -433,6 +471,7 @@ export class Progress implements AsyncDisposable {
       terminal,
       allowBackwards: options.allowBackwards ?? false,
       allowAfterTerminal: options.allowAfterTerminal ?? false,
+      restart: options.restart ?? false,
     };
   }
 
@@ -481,7 +520,14 @@ export class Progress implements AsyncDisposable {
       }
       if (result.ok) {
         this.#o.metrics.increment("events_published");
-        return { ok: true, outcome: "published", id: result.id, seq: result.seq, cancelled: result.cancelled };
+        return {
+          ok: true,
+          outcome: "published",
+          id: result.id,
+          seq: result.seq,
+          cancelled: result.cancelled,
+          attempt: result.attempt,
+        };
       }
       this.#o.metrics.increment("events_refused", 1, { reason: result.refused });
       this.#o.logger.debug?.("update refused", { op, cid, reason: result.refused });

@@ -75,6 +75,8 @@ export interface WireEvent {
   ts: string;
   data?: string | undefined;
   eta?: string | undefined;
+  /** Attempt of the operation, `1` unless it was restarted; written by the backend. Absent from old publishers: read as 1. */
+  attempt?: string | undefined;
 }
 
 /** What a job reports. Every field is optional; see {@link normalizeUpdate} for defaults. */
@@ -124,6 +126,8 @@ export interface ProgressEvent {
    * set ({@link TYPE_PATTERN}); `type` is then `progress`.
    */
   readonly rawType?: string;
+  /** Attempt of the operation: 1, then one more at each restart (a retried job). */
+  readonly attempt: number;
 }
 
 /** The latest state of an operation: the merge of its events. */
@@ -227,8 +231,9 @@ export function formatDecimal(value: number): string {
 }
 
 /**
- * Validate and normalize an update into wire fields (without `seq`, which the
- * backend assigns; a placeholder keeps its place third, after `v` and `op`).
+ * Validate and normalize an update into wire fields (without `seq` and
+ * `attempt`, which the backend assigns; placeholders keep their places:
+ * `seq` third, after `v` and `op`; `attempt` is moved last by the backend).
  *
  * @throws {ProgressValidationError} naming the first bad field and its value.
  */
@@ -268,6 +273,8 @@ export function encodeUpdate(op: string, update: ProgressUpdate, now: Date = new
     fields.data = json;
   }
   if (u.eta !== undefined) fields.eta = formatDecimal(u.eta);
+  // The backend sets it (a new attempt on restart) and writes it last.
+  fields.attempt = "1";
   return fields;
 }
 
@@ -320,6 +327,12 @@ function idTime(id: string | undefined): string {
 }
 
 function common(fields: Fields, fallbackTs: string): Omit<ProgressEvent, "id"> {
+function attemptOf(value: string | undefined): number {
+  const n = num(value);
+  return n !== undefined && Number.isSafeInteger(n) && n >= 1 ? n : 1;
+}
+
+function common(fields: Fields): Omit<ProgressEvent, "id"> {
   const out: {
     -readonly [K in keyof Omit<ProgressEvent, "id">]: Omit<ProgressEvent, "id">[K];
   } = {
@@ -328,6 +341,8 @@ function common(fields: Fields, fallbackTs: string): Omit<ProgressEvent, "id"> {
     type: SAFE_TYPE,
     status: status(fields.status),
     ts: fields.ts !== undefined && TS.test(fields.ts) ? fields.ts : fallbackTs,
+    ts: fields.ts ?? "",
+    attempt: attemptOf(fields.attempt),
   };
   const type = fields.type;
   if (type !== undefined && type !== "") {

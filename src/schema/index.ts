@@ -43,6 +43,7 @@ export const WireEventSchema: z.ZodMiniType<WireEvent> = /* @__PURE__ */ z.objec
   ts: z.string().check(z.regex(TS)),
   data: z.optional(z.string().check(z.maxLength(MAX_DATA_BYTES))),
   eta: z.optional(z.string().check(z.regex(DECIMAL))),
+  attempt: z.optional(z.string().check(z.regex(INTEGER))),
 });
 
 /** What a job may report, as a zod schema (the definition `encodeUpdate` validates against). */

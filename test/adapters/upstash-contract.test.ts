@@ -16,6 +16,11 @@ testAdapter("upstash", async () => {
       pttl: (k) => inspector.pttl(k),
       keys: (p) => inspector.keys(p),
     },
+    write: {
+      hset: async (key, fields) => {
+        await inspector.client.sendCommand(["HSET", key, ...Object.entries(fields).flat()]);
+      },
+    },
     // Over REST a round trip is one HTTP request, counted by the server.
     roundTrips: async () => rest.requests,
     down: async () => {

@@ -15,6 +15,8 @@ export interface Harness {
   /** A new port on the same backend (each call a separate connection where that applies). */
   port(): StreamPort;
   inspect: Inspector;
+  /** Write to the backend behind the library's back (someone else's bad data), when the backend allows it. */
+  write?: { hset(key: string, fields: Fields): Promise<void> };
   /** Round trips to the backend so far, when the backend can count them. */
   roundTrips?: () => Promise<number>;
   /** Stop and restart the backend, when it can be. */

@@ -9,6 +9,7 @@ import type { LogFields } from "../../src/core/observe.ts";
 import type { ProgressOptions } from "../../src/core/options.ts";
 import type { StreamPort } from "../../src/core/port.ts";
 import { Progress } from "../../src/core/progress.ts";
+import { attemptsTests } from "./attempts.ts";
 import { deliveryTests } from "./delivery.ts";
 import type { Harness } from "./harness.ts";
 import { jobsTests } from "./jobs.ts";
@@ -67,6 +68,7 @@ export function testAdapter(name: string, start: () => Promise<Harness>): void {
         "cid",
         "ts",
         "data",
+        "attempt",
       ]);
       expect(entry?.fields).toMatchObject({
         v: "1",
@@ -80,10 +82,12 @@ export function testAdapter(name: string, start: () => Promise<Harness>): void {
         message: "Chunked 1 of 3",
         cid: "req-9",
         data: '{"file":"a.txt"}',
+        attempt: "1",
       });
       expect(entry?.fields.ts).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       const state = await h.inspect.hgetall(`${prefix}:{job-1}:state`);
-      expect(state).toEqual({ ...entry?.fields, id: entry?.id });
+      // The snapshot also keeps when its keys expire (`exp`, ms), so TTLs are refreshed only when due.
+      expect(state).toEqual({ ...entry?.fields, id: entry?.id, exp: expect.stringMatching(/^\d{13}$/) });
       expect(await h.inspect.keys(prefix)).toEqual(
         expect.arrayContaining([`${prefix}:{job-1}:events`, `${prefix}:{job-1}:state`]),
       );
@@ -403,6 +407,7 @@ export function testAdapter(name: string, start: () => Promise<Harness>): void {
 
     deliveryTests(() => h, make);
     jobsTests(make);
+    attemptsTests(() => h, make);
 
     describe("consumer groups", () => {
       it("reads, acks and claims what a dead consumer left pending", async (ctx) => {

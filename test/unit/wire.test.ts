@@ -40,6 +40,7 @@ describe("wire format v1", () => {
       current: "1",
       total: "3",
       ts: "2026-11-22T14:30:00.000Z",
+      attempt: "1",
     });
     expect(encodeUpdate("op", { progress: 42.005 }, now).progress).toBe("42.01");
     expect(encodeUpdate("op", { progress: 0 }, now).progress).toBe("0");
@@ -142,6 +143,7 @@ describe("wire format v1", () => {
       type: "progress",
       status: "running",
       ts: "2026-01-01T00:00:00.000Z",
+      attempt: 1,
     });
   });
 });

@@ -59,6 +59,17 @@ export interface MemoryPort extends StreamPort {
   keys(): string[];
 }
 
+/** A stored number, or undefined when absent or not a finite number (as the append script reads it). */
+function num(value: string | undefined): number | undefined {
+  if (value === undefined || value.trim() === "") return undefined;
+  const n = Number(value);
+  return Number.isFinite(n) && Math.abs(n) < 1e15 ? n : undefined;
+}
+
+function isEnded(status: string | undefined): boolean {
+  return status === "completed" || status === "failed" || status === "cancelled";
+}
+
 function cmp(a: string, b: string): number {
   const i = a.indexOf("-");
   const j = b.indexOf("-");
@@ -142,34 +153,72 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
     for (const wake of [...waiters]) wake();
   };
 
+  // The same rules as the append script of the Redis adapters (src/core/lua.ts), step for step.
   const appendOne = (item: AppendItem, o: AppendOptions): AppendResult => {
     const state = hash(item.stateKey);
-    const seq = Number(state?.seq ?? 0) || 0;
-    const cancelled = state?.cancel ?? null;
-    const status = state?.status;
-    if (!item.allowAfterTerminal && (status === "completed" || status === "failed" || status === "cancelled")) {
-      return { ok: false, refused: "terminal", seq, cancelled };
+    let seq = Math.floor(Math.max(0, num(state?.seq) ?? 0));
+    let attempt = Math.floor(Math.max(1, num(state?.attempt) ?? 1));
+    let cancelled = state?.cancel ?? null;
+    const ended = isEnded(state?.status);
+    if (!item.restart) {
+      if (!item.allowAfterTerminal && ended) return { ok: false, refused: "terminal", seq, cancelled };
+      const p = num(item.fields.progress);
+      const stored = num(state?.progress);
+      if (!item.allowBackwards && p !== undefined && stored !== undefined && p < stored) {
+        return { ok: false, refused: "backwards", seq, cancelled };
+      }
     }
-    const p = item.fields.progress;
-    if (
-      !item.allowBackwards &&
-      p !== undefined &&
-      state?.progress !== undefined &&
-      Number(p) < Number(state.progress)
-    ) {
-      return { ok: false, refused: "backwards", seq, cancelled };
+    seq++;
+    if (item.restart) {
+      attempt = state && (state.status !== undefined || state.seq !== undefined) ? attempt + 1 : 1;
+      if (ended) cancelled = null;
+      const s = stream(item.eventsKey, false);
+      if (s) s.entries.length = 0;
+      store.delete(item.stateKey);
     }
-    const fields: Fields = { ...item.fields, seq: String(seq + 1) };
+    const fields: Fields = {};
+    for (const name in item.fields) if (name !== "attempt") fields[name] = item.fields[name] as string;
+    fields.seq = String(seq);
+    fields.attempt = String(attempt);
+    let clear = false;
+    if (item.terminal) {
+      if (fields.status === "completed") {
+        fields.progress = "100";
+        let total = fields.total;
+        if (total === undefined && !item.restart) {
+          const t = num(state?.total);
+          if (t !== undefined && t >= 0 && Number.isInteger(t)) total = String(t);
+        }
+        if (total !== undefined) {
+          fields.current = total;
+          fields.total = total;
+        }
+      }
+      fields.eta = "0";
+      clear = fields.message === undefined && !item.restart;
+    }
     const id = xadd(item.eventsKey, fields, o.maxLen);
-    if (state) Object.assign(state, { id }, fields);
-    else store.set(item.stateKey, { value: { kind: "hash", fields: { id, ...fields } }, expiresAt: 0 });
-    expire(item.eventsKey, item.terminal ? o.terminalTtlSeconds : o.ttlSeconds);
-    expire(item.stateKey, o.ttlSeconds);
+    const at = Number(id.slice(0, id.indexOf("-")));
+    const exp = item.restart ? undefined : num(state?.exp);
+    const due = item.restart || ended || item.terminal || exp === undefined || exp - at < o.ttlSeconds * 500;
+    const head: Fields = due ? { id, exp: String(at + o.ttlSeconds * 1000) } : { id };
+    if (item.restart && cancelled !== null) head.cancel = cancelled;
+    let snapshot = item.restart ? undefined : hash(item.stateKey);
+    if (snapshot) Object.assign(snapshot, head, fields);
+    else {
+      snapshot = { ...head, ...fields };
+      store.set(item.stateKey, { value: { kind: "hash", fields: snapshot }, expiresAt: Number.POSITIVE_INFINITY });
+    }
+    if (due) {
+      expire(item.eventsKey, item.terminal ? o.terminalTtlSeconds : o.ttlSeconds);
+      expire(item.stateKey, o.ttlSeconds);
+    }
+    if (clear) delete snapshot.message;
     if (item.scopeKey) {
       xadd(item.scopeKey, { id, ...fields }, o.maxLen);
       expire(item.scopeKey, o.ttlSeconds);
     }
-    return { ok: true, id, seq: seq + 1, cancelled };
+    return { ok: true, id, seq, cancelled, attempt };
   };
 
   const port: MemoryPort = {
@@ -229,6 +278,14 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
         waiters.add(wake);
         o.signal?.addEventListener("abort", done, { once: true });
       });
+    },
+
+    async delete(stateKey, eventsKey) {
+      check();
+      const existed = live(stateKey) !== undefined || live(eventsKey) !== undefined;
+      store.delete(stateKey);
+      store.delete(eventsKey);
+      return existed;
     },
 
     async cancel(stateKey, reason, ttlSeconds) {

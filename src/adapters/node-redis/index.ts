@@ -268,6 +268,10 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
       return toKeyEntries(await blockingCommand("wait", args, o.signal));
     },
 
+    async delete(stateKey, eventsKey) {
+      return Number(await command(["DEL", stateKey, eventsKey], "delete")) > 0;
+    },
+
     async cancel(stateKey, reason, ttlSeconds) {
       return Number(await script(CANCEL_SHA, CANCEL_SCRIPT, [stateKey], [reason, String(ttlSeconds)], "cancel")) === 1;
     },

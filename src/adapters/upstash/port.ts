@@ -8,6 +8,9 @@
  */
 import { BackendError, ConnectionClosedError, ProgressValidationError } from "../../core/errors.ts";
 import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, decodeAppend, encodeAppend } from "../../core/lua.ts";
+
+const DELETE_SCRIPT = "return redis.call('DEL',KEYS[1],KEYS[2])";
+
 import type {
   AppendItem,
   AppendOptions,
@@ -351,6 +354,13 @@ export function createUpstashPort(client: UpstashClient, options: UpstashPollOpt
       return await poll(waitBackoff, blockMs, signal, async () =>
         toKeyEntries(await call("XREAD", () => client.xread(keys, ids, { count }))),
       );
+    },
+
+    /** One request: DEL of both keys (by a one-line EVAL, so the client needs nothing more). */
+    async delete(stateKey: string, eventsKey: string): Promise<boolean> {
+      if (closing.signal.aborted) throw closedError();
+      const reply = await call("DEL", () => client.eval(DELETE_SCRIPT, [stateKey, eventsKey], []));
+      return Number(reply) > 0;
     },
 
     /** One request: the cancel script (EVALSHA, EVAL the first time). */
