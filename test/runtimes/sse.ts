@@ -178,7 +178,8 @@ export async function sseLive(h: SseHarness, op: string): Promise<string[]> {
       {
         event: "progress",
         id: ids[5],
-        data: { ...running, status: "completed", id: ids[5], seq: 6, message: "done" },
+        // A completed event carries current = total (the snapshot's total, 5).
+        data: { ...running, status: "completed", id: ids[5], seq: 6, current: 5, message: "done" },
       },
     ],
     "SSE messages [event, id, data]",
