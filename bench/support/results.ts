@@ -2,6 +2,8 @@
  * `bench/RESULTS.md` is written by more than one script: each owns one section,
  * fenced by HTML comments, and rewrites only that section.
  */
+
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
@@ -10,12 +12,25 @@ export const RESULTS_PATH: string = fileURLToPath(new URL("../RESULTS.md", impor
 
 const HEADER = `# progresscast benchmarks
 
-Written by \`npm run bench\` (\`bench/publish.ts\`, then \`bench/size.ts\`). Each script rewrites
-only its own section below; numbers are from the machine named in each section.
+Written by \`npm run bench\` (\`bench/*.ts\`, one script per section). Each script rewrites
+only its own section below (and its entry in \`bench/RESULTS.json\`); numbers are from the
+machine named in each section.
 `;
 
 /** Sections in the order they appear in a new file. */
-const ORDER = ["publish", "overhead", "size"] as const;
+const ORDER = [
+  "summary",
+  "publish",
+  "script",
+  "delivery",
+  "capacity",
+  "coalescing",
+  "adapters",
+  "memory",
+  "cluster",
+  "overhead",
+  "size",
+] as const;
 export type SectionName = (typeof ORDER)[number];
 
 const start = (name: string): string => `<!-- section:${name}:start -->`;
@@ -56,4 +71,31 @@ export function textTable(head: readonly string[], rows: readonly (readonly stri
   const line = (r: readonly string[]): string =>
     r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join("  ");
   return [line(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+/** Path of the JSON written beside the Markdown. */
+export const RESULTS_JSON_PATH: string = fileURLToPath(new URL("../RESULTS.json", import.meta.url));
+
+/** Replace (or add) one section's raw figures in RESULTS.json. */
+export function writeJson(name: SectionName, data: unknown): void {
+  let all: Record<string, unknown> = {};
+  if (existsSync(RESULTS_JSON_PATH)) {
+    try {
+      all = JSON.parse(readFileSync(RESULTS_JSON_PATH, "utf8")) as Record<string, unknown>;
+    } catch {
+      all = {};
+    }
+  }
+  all[name] = data;
+  const sorted = Object.fromEntries(ORDER.filter((n) => n in all).map((n) => [n, all[n]]));
+  writeFileSync(RESULTS_JSON_PATH, `${JSON.stringify(sorted, null, 2)}\n`);
+}
+
+/** Version of the redis-server on PATH, e.g. `7.0.15`. */
+export function redisVersion(): string {
+  try {
+    return /v=(\S+)/.exec(execFileSync("redis-server", ["--version"], { encoding: "utf8" }))?.[1] ?? "unknown";
+  } catch {
+    return "unknown";
+  }
 }

@@ -19,6 +19,11 @@ testAdapter("ioredis", async () => {
       pttl: (k) => inspector.pttl(k),
       keys: (p) => inspector.keys(p),
     },
+    write: {
+      hset: async (key, fields) => {
+        await inspector.client.sendCommand(["HSET", key, ...Object.entries(fields).flat()]);
+      },
+    },
     // Scripts run inside Redis count their inner calls too: count EVALSHA/EVAL calls, i.e. round trips.
     roundTrips: async () => {
       const info = String(await inspector.client.sendCommand(["INFO", "commandstats"]));
