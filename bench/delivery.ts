@@ -17,6 +17,7 @@
  *
  * Run: `npx tsx bench/delivery.ts [--seconds 3] [--rate 300]` (run by `npm run bench`).
  */
+import { setMaxListeners } from "node:events";
 import { writeFileSync } from "node:fs";
 import { createServer, get, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -149,6 +150,7 @@ async function ours(url: string, shape: Shape, run: string): Promise<Outcome> {
   const ops = opNames(run, shape);
   const samples = new Samples();
   const stop = new AbortController();
+  setMaxListeners(0, stop.signal);
   for (const op of ops) await publisher.publish(op, { message: "start" });
   let ready = 0;
   const watchers = Array.from({ length: shape.watchers }, async (_, i) => {
@@ -278,8 +280,9 @@ async function raw(url: string, shape: Shape, run: string): Promise<Outcome> {
           for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;
           const event = decodeEvent({ id, fields });
           const t = event.data?.t;
+          const json = JSON.stringify(event);
           for (let w = 0; w < perOp; w++) {
-            const frame = `id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+            const frame = `id: ${id}\nevent: ${event.type}\ndata: ${json}\n\n`;
             frames += frame.length > 0 ? 1 : 0;
             if (typeof t === "number") samples.add(performance.now() - t);
           }
@@ -460,7 +463,7 @@ ${verdict.join("\n")}
 
 - **progresscast watch**: \`progress.watch(op)\` once per watcher on one manager (one reader for all; the hub decodes each entry).
 - **progresscast SSE (HTTP)**: \`progress.sse()\` behind \`node:http\` with \`progresscast/node\`; one HTTP client (a socket, a parser of \`data:\` lines) per watcher, in the same process, so the client side's CPU is counted too.
-- **raw XREAD BLOCK**: the floor for a Node process: one blocking \`XREAD\` over the operations' streams, each entry decoded once, then one SSE frame string built per watcher per entry.
+- **raw XREAD BLOCK**: the floor for a Node process: one blocking \`XREAD\` over the operations' streams, each entry decoded and serialized to JSON once, then one SSE frame string built per watcher per entry.
 - **BullMQ QueueEvents**: one \`QueueEvents\` reader (ioredis), one \`progress\` listener per watcher that keeps the events of its job.`,
   );
   writeJson("delivery", { machine: m, seconds: SECONDS, rate: RATE, outcomes });
