@@ -263,6 +263,15 @@ export function nodeRedisCluster(
       return await waiter.wait(cursors, o);
     },
 
+    /** Two DELs at once (the keys of a key preset may live in different slots). */
+    async delete(stateKey, eventsKey) {
+      const [a, b] = await Promise.all([
+        command(stateKey, ["DEL", stateKey], "delete"),
+        command(eventsKey, ["DEL", eventsKey], "delete"),
+      ]);
+      return Number(a) + Number(b) > 0;
+    },
+
     async cancel(stateKey, reason, ttlSeconds) {
       return Number(await script(CANCEL_SHA, CANCEL_SCRIPT, [stateKey], [reason, String(ttlSeconds)], "cancel")) === 1;
     },
