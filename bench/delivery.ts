@@ -279,6 +279,7 @@ async function raw(url: string, shape: Shape, run: string): Promise<Outcome> {
           const fields: Record<string, string> = {};
           for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;
           const event = decodeEvent({ id, fields });
+          if (!event) continue;
           const t = event.data?.t;
           const json = JSON.stringify(event);
           for (let w = 0; w < perOp; w++) {

@@ -326,13 +326,12 @@ function idTime(id: string | undefined): string {
   return new Date(Math.min(Number(id.slice(0, id.indexOf("-"))), TS_MAX_MS)).toISOString();
 }
 
-function common(fields: Fields, fallbackTs: string): Omit<ProgressEvent, "id"> {
 function attemptOf(value: string | undefined): number {
-  const n = num(value);
-  return n !== undefined && Number.isSafeInteger(n) && n >= 1 ? n : 1;
+  const n = integer(value);
+  return n !== undefined && n >= 1 ? n : 1;
 }
 
-function common(fields: Fields): Omit<ProgressEvent, "id"> {
+function common(fields: Fields, fallbackTs: string): Omit<ProgressEvent, "id"> {
   const out: {
     -readonly [K in keyof Omit<ProgressEvent, "id">]: Omit<ProgressEvent, "id">[K];
   } = {
@@ -341,7 +340,6 @@ function common(fields: Fields): Omit<ProgressEvent, "id"> {
     type: SAFE_TYPE,
     status: status(fields.status),
     ts: fields.ts !== undefined && TS.test(fields.ts) ? fields.ts : fallbackTs,
-    ts: fields.ts ?? "",
     attempt: attemptOf(fields.attempt),
   };
   const type = fields.type;

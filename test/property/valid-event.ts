@@ -29,6 +29,7 @@ const KEYS = new Set([
   "ts",
   "data",
   "eta",
+  "attempt",
 ]);
 
 const count = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
@@ -61,5 +62,6 @@ export function problems(event: ProgressEvent): string[] {
   }
   if (e.eta !== undefined && !(typeof e.eta === "number" && e.eta >= 0 && e.eta <= MAX_ETA_SECONDS)) bad.push("eta");
   if (e.rawType !== undefined && typeof e.rawType !== "string") bad.push("rawType");
+  if (!(Number.isSafeInteger(event.attempt) && event.attempt >= 1)) bad.push("attempt");
   return bad;
 }
