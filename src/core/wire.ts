@@ -289,9 +289,12 @@ function utf8Length(text: string): number {
 
 const SAFE_TYPE = "progress";
 
-/** A wire decimal (`12.5`), within `max`; anything else is dropped. */
+/** Plain decimals as other publishers write them (`33.333333333333336`): no sign, no exponent. */
+const PLAIN_DECIMAL = /^\d{1,20}(\.\d{1,20})?$/;
+
+/** A plain decimal within `max`; anything else is dropped. */
 function decimal(value: string | undefined, max: number): number | undefined {
-  if (value === undefined || !DECIMAL.test(value)) return undefined;
+  if (value === undefined || !PLAIN_DECIMAL.test(value)) return undefined;
   const n = Number(value);
   return n <= max ? n : undefined;
 }

@@ -107,6 +107,19 @@ describe("decoding arbitrary entries", () => {
     );
   });
 
+  it("keeps numbers other publishers write with more decimals, drops those out of range or shape", () => {
+    const event = decodeEvent({
+      id: "1-0",
+      fields: { op: "py", progress: "33.333333333333336", eta: "12.345", current: "1e3", total: "-5" },
+    });
+    expect(event).toMatchObject({ progress: 33.333333333333336, eta: 12.345 });
+    expect(event?.current).toBeUndefined();
+    expect(event?.total).toBeUndefined();
+    for (const progress of ["100.01", "1e2", "Infinity", "-0", " 5", "0x10", ""]) {
+      expect(decodeEvent({ id: "1-0", fields: { op: "py", progress } })?.progress, progress).toBeUndefined();
+    }
+  });
+
   it("keeps every valid stream id, and only those", () => {
     fc.assert(
       fc.property(streamId, (id) => {
