@@ -26,6 +26,7 @@ type OptionSpecs = Readonly<Record<string, OptionSpec>>;
 /** Options every command takes. */
 const GLOBAL: OptionSpecs = {
   redis: { type: "string" },
+  "redis-cluster": { type: "string" },
   "upstash-url": { type: "string" },
   "upstash-token": { type: "string" },
   prefix: { type: "string" },
@@ -45,7 +46,9 @@ export interface CommandSpec {
 }
 
 const BACKEND_HELP = `Backend (every command but demo):
-  --redis <url>            Redis URL, e.g. redis://127.0.0.1:6379 (env REDIS_URL)
+  --redis <url>            Redis URL, e.g. redis://127.0.0.1:6379 (env REDIS_URL);
+                           redis+cluster://h1:p1,h2:p2 for a Redis Cluster
+  --redis-cluster <nodes>  Redis Cluster seed nodes, e.g. 10.0.0.1:7000,10.0.0.2:7000
   --upstash-url <url>      Upstash REST URL (env UPSTASH_REDIS_REST_URL)
   --upstash-token <token>  Upstash REST token (env UPSTASH_REDIS_REST_TOKEN)
   --prefix <prefix>        key prefix (default "pc")`;

@@ -22,6 +22,12 @@ export const CONNECT_TIMEOUT_MS = 2000;
 /** Where the backend is, before anything is opened. */
 export type BackendConfig =
   | { readonly kind: "redis"; readonly url: string; readonly prefix: string | undefined }
+  | {
+      readonly kind: "redis-cluster";
+      /** Seed nodes, as `redis://[user:pass@]host:port` (or `rediss://`) URLs. */
+      readonly nodes: readonly string[];
+      readonly prefix: string | undefined;
+    }
   | { readonly kind: "upstash"; readonly url: string; readonly token: string; readonly prefix: string | undefined };
 
 /** Environment variables the command reads. */
@@ -30,19 +36,63 @@ export type Env = Readonly<Record<string, string | undefined>>;
 const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === "" ? undefined : v);
 
 /**
- * Pick the backend: `--redis`, `--upstash-url`, then `REDIS_URL`, then
+ * Seed nodes of a Redis Cluster from `host:port,host:port` (the
+ * `--redis-cluster` form) or `redis+cluster://[user:pass@]host:port,host:port`
+ * (`rediss+cluster://` for TLS), as one URL per node.
+ *
+ * @throws {UsageError} for an empty list or a node that is not `host:port`.
+ * @example
+ * ```ts
+ * clusterNodes("redis+cluster://10.0.0.1:7000,10.0.0.2:7000"); // ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]
+ * ```
+ */
+export function clusterNodes(spec: string): string[] {
+  let scheme = "redis";
+  let auth = "";
+  let list = spec;
+  const url = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]*)\/?$/.exec(spec);
+  if (url) {
+    scheme = url[1] ?? "redis";
+    auth = url[2] ? `${url[2]}@` : "";
+    list = url[3] ?? "";
+  } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) {
+    throw new UsageError(
+      `a Redis Cluster URL must start with redis+cluster:// or rediss+cluster:// (got ${JSON.stringify(spec)})`,
+    );
+  }
+  const nodes = list.split(",").filter((n) => n !== "");
+  if (nodes.length === 0) {
+    throw new UsageError(`give the cluster's nodes as host:port,host:port (got ${JSON.stringify(spec)})`);
+  }
+  return nodes.map((node) => {
+    if (!/^(\[[0-9a-f:.]+\]|[^\s:,/@[\]]+):\d{1,5}$/i.test(node)) {
+      throw new UsageError(`a cluster node must be host:port (got ${JSON.stringify(node)})`);
+    }
+    return `${scheme}://${auth}${node}`;
+  });
+}
+
+/**
+ * Pick the backend: `--redis`, `--redis-cluster`, `--upstash-url`, then
+ * `REDIS_URL` (a `redis+cluster://` URL means a cluster), then
  * `UPSTASH_REDIS_REST_URL`. Null when none is given.
  *
- * @throws {UsageError} for both flags at once, a URL of the wrong kind or a missing token.
+ * @throws {UsageError} for two backend flags at once, a URL of the wrong kind or a missing token.
  */
 export function backendConfig(values: OptionValues, env: Env): BackendConfig | null {
   const prefix = str(values, "prefix");
   const redisFlag = nonEmpty(str(values, "redis"));
+  const clusterFlag = nonEmpty(str(values, "redis-cluster"));
   const upstashFlag = nonEmpty(str(values, "upstash-url"));
-  if (redisFlag !== undefined && upstashFlag !== undefined) {
-    throw new UsageError("give either --redis or --upstash-url, not both");
+  if ([redisFlag, clusterFlag, upstashFlag].filter((f) => f !== undefined).length > 1) {
+    throw new UsageError("give one of --redis, --redis-cluster or --upstash-url");
   }
-  const redis = redisFlag ?? (upstashFlag === undefined ? nonEmpty(env.REDIS_URL) : undefined);
+  if (clusterFlag !== undefined) return { kind: "redis-cluster", nodes: clusterNodes(clusterFlag), prefix };
+  const redis =
+    redisFlag ?? (upstashFlag === undefined && clusterFlag === undefined ? nonEmpty(env.REDIS_URL) : undefined);
+  if (redis !== undefined && /^rediss?\+cluster:\/\//.test(redis)) {
+    return { kind: "redis-cluster", nodes: clusterNodes(redis), prefix };
+  }
   if (redis !== undefined) {
     if (!/^rediss?:\/\/\S+$/.test(redis)) {
       throw new UsageError(`the Redis URL must start with redis:// or rediss:// (got ${JSON.stringify(redis)})`);
@@ -63,7 +113,7 @@ export function backendConfig(values: OptionValues, env: Env): BackendConfig | n
 
 /** The message given when no backend is configured. */
 export const NO_BACKEND =
-  "no backend: pass --redis <url> (or set REDIS_URL), or --upstash-url and --upstash-token " +
+  "no backend: pass --redis <url> (or set REDIS_URL), --redis-cluster <host:port,...>, or --upstash-url and --upstash-token " +
   "(or UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN). The in-memory backend cannot be shared between processes.";
 
 /** A URL fit to print: no password. */
@@ -81,7 +131,7 @@ export function redact(url: string): string {
 /** An opened backend and what the command needs to explain its failures. */
 export interface Backend {
   readonly progress: Progress;
-  /** "Redis at redis://127.0.0.1:6379" or "Upstash at https://...". */
+  /** "Redis at redis://127.0.0.1:6379", "Redis Cluster at ..." or "Upstash at https://...". */
   readonly where: string;
   /** The last connection error the client reported, if any. */
   readonly connectionError: () => string | undefined;
@@ -108,7 +158,30 @@ export async function openBackend(config: BackendConfig, logger: Logger): Promis
   let lastError: string | undefined;
   let port: StreamPort;
   let where: string;
-  if (config.kind === "redis") {
+  if (config.kind === "redis-cluster") {
+    const { nodeRedis } = await importAdapter(
+      () => import("../adapters/node-redis/index.ts"),
+      "redis",
+      "--redis-cluster needs the `redis` package: npm install redis",
+    );
+    where = `Redis Cluster at ${config.nodes.map(redact).join(",")}`;
+    const first = new URL(config.nodes[0] ?? "redis://127.0.0.1:6379");
+    port = nodeRedis({
+      cluster: {
+        rootNodes: config.nodes.map((url) => ({ url })),
+        // Discovered nodes get credentials and TLS from the defaults, not from the seed URLs.
+        defaults: {
+          ...(first.username ? { username: decodeURIComponent(first.username) } : {}),
+          ...(first.password ? { password: decodeURIComponent(first.password) } : {}),
+          ...(first.protocol === "rediss:" ? { socket: { tls: true } } : {}),
+        },
+      },
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      onConnectionError: (error) => {
+        lastError = error.message || error.name;
+      },
+    });
+  } else if (config.kind === "redis") {
     const { nodeRedis } = await importAdapter(
       () => import("../adapters/node-redis/index.ts"),
       "redis",

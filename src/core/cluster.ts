@@ -42,8 +42,16 @@ export interface ClusterCommands {
    * master serving it (never a replica: a wake-up must find what woke it).
    */
   read(cursors: readonly Cursor[], count: number): Promise<KeyEntries[]>;
-  /** `SSUBSCRIBE` to sharded channels; `listener` hears the channel of each message. */
-  subscribe(channels: readonly string[], listener: (channel: string) => void): Promise<void>;
+  /**
+   * `SSUBSCRIBE` to sharded channels; `listener` hears the channel of each
+   * message. `lost` hears channels whose subscription ended (their node
+   * failed, their slot moved): the waiter subscribes to them again.
+   */
+  subscribe(
+    channels: readonly string[],
+    listener: (channel: string) => void,
+    lost: (channels: readonly string[]) => void,
+  ): Promise<void>;
   /** `SUNSUBSCRIBE` from sharded channels. */
   unsubscribe(channels: readonly string[]): Promise<void>;
 }
@@ -348,6 +356,18 @@ export class ClusterWaiter {
     return this.#subscribed.size;
   }
 
+  readonly #onLost = (channels: readonly string[]): void => {
+    for (const channel of channels) {
+      const slot = this.#channelSlot.get(channel);
+      if (slot === undefined) continue;
+      this.#subscribed.delete(slot);
+      this.#channelSlot.delete(channel);
+    }
+    // Wake-ups may have been missed: read every watched slot again, and resubscribe.
+    this.#suspect = true;
+    for (const wake of this.#wakers) wake();
+  };
+
   readonly #onWake = (channel: string): void => {
     const slot = this.#channelSlot.get(channel) ?? slotOf(channel);
     this.#dirty.add(slot);
@@ -391,6 +411,8 @@ export class ClusterWaiter {
         if (found.length > 0) return found;
       }
       if (signal?.aborted || this.#closed) return [];
+      // A subscription was lost: return, so the caller's next wait subscribes again and reads everything.
+      if (this.#suspect) return [];
       const now = Date.now();
       const left = started + options.blockMs - now;
       if (left <= 0) return [];
@@ -429,7 +451,7 @@ export class ClusterWaiter {
       added.forEach((s, i) => {
         this.#channelSlot.set(channels[i] as string, s);
       });
-      const subscribing = this.#commands.subscribe(channels, this.#onWake);
+      const subscribing = this.#commands.subscribe(channels, this.#onWake, this.#onLost);
       for (const s of added) this.#subscribed.set(s, subscribing);
       // Entries written before the subscription took hold are found by the first read.
       for (const s of added) this.#dirty.add(s);

@@ -197,7 +197,11 @@ export async function startRedisCluster(options: { masters?: number; replicas?: 
     return stdout;
   };
 
-  const live = (): ClusterNode[] => nodes.filter((n) => children.get(n.port)?.exitCode === null);
+  const live = (): ClusterNode[] =>
+    nodes.filter((n) => {
+      const c = children.get(n.port);
+      return c !== undefined && c.exitCode === null && c.signalCode === null;
+    });
 
   const topology = async (port?: number): Promise<NodeInfo[]> => {
     const at = port ?? live()[0]?.port;

@@ -29,18 +29,38 @@ import type {
   StreamEntry,
   StreamPort,
 } from "../../core/port.ts";
+import { slotOf } from "../../core/slot.ts";
 import { sleep } from "../../core/util.ts";
 import { isNoScript, mapError, READ_SCRIPT, READ_SHA, toEntries, toFields, toKeyEntries } from "./replies.ts";
+
+/** A master as the cluster client knows it. */
+export interface NodeRedisClusterNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The part of a node-redis client the cluster backend uses for sharded subscriptions. */
+export interface NodeRedisSubscriber {
+  readonly isOpen: boolean;
+  connect(): Promise<unknown>;
+  duplicate(): NodeRedisSubscriber;
+  sSubscribe(channels: string, listener: (message: string, channel: string) => unknown): Promise<unknown>;
+  sUnsubscribe(channels: string): Promise<unknown>;
+  destroy(): void;
+  on(event: "error", listener: (error: Error) => void): unknown;
+  on(event: "sharded-channel-moved", listener: (channel: string) => void): unknown;
+}
 
 /** The part of a node-redis cluster client (`createCluster`) this adapter calls (v5 or v6). */
 export interface NodeRedisClusterClient {
   readonly isOpen: boolean;
   readonly isReady: boolean;
+  /** Shard of each slot (public getter of node-redis cluster clients). */
+  readonly slots: ReadonlyArray<{ readonly master: NodeRedisClusterNode } | undefined>;
   sendCommand(firstKey: string | undefined, isReadonly: boolean | undefined, args: string[]): Promise<unknown>;
   connect(): Promise<unknown>;
   duplicate(): NodeRedisClusterClient;
-  sSubscribe(channels: string, listener: (message: string, channel: string) => unknown): Promise<void>;
-  sUnsubscribe(channels: string): Promise<void>;
+  nodeClient(node: NodeRedisClusterNode): Promise<NodeRedisSubscriber>;
   getSlotMaster(slot: number): unknown;
   destroy(): void;
   close(): Promise<unknown>;
@@ -52,8 +72,8 @@ export type NodeRedisClusterConfig = RedisClusterOptions;
 
 /** Tell a node-redis cluster client from a standalone one, by shape. */
 export function isNodeRedisCluster(client: unknown): client is NodeRedisClusterClient {
-  const c = client as { getSlotMaster?: unknown; sSubscribe?: unknown } | null;
-  return typeof c?.getSlotMaster === "function" && typeof c.sSubscribe === "function";
+  const c = client as { getSlotMaster?: unknown; nodeClient?: unknown } | null;
+  return typeof c?.getSlotMaster === "function" && typeof c.nodeClient === "function";
 }
 
 /** Settings the cluster backend shares with the standalone one. */
@@ -151,6 +171,75 @@ export function nodeRedisCluster(
     return await command(key, call, what);
   };
 
+  /**
+   * Sharded subscriptions on connections of our own, one per master. A
+   * connection that errs, or a slot that moves, retires the subscription and
+   * tells the waiter (`lost`), which subscribes again where the slot now lives.
+   */
+  interface Subscriber {
+    client: NodeRedisSubscriber | undefined;
+    readonly channels: Set<string>;
+    ready: Promise<NodeRedisSubscriber>;
+  }
+  const subscribers = new Map<string, Subscriber>();
+  const retire = (address: string, sub: Subscriber, lost: (channels: readonly string[]) => void): void => {
+    if (subscribers.get(address) === sub) subscribers.delete(address);
+    const channels = [...sub.channels];
+    sub.channels.clear();
+    if (sub.client?.isOpen) sub.client.destroy();
+    lost(channels);
+  };
+  const subscriber = async (
+    slot: number,
+    lost: (channels: readonly string[]) => void,
+  ): Promise<Subscriber & { client: NodeRedisSubscriber }> => {
+    const master = client.slots[slot]?.master;
+    if (!master) throw new ConnectionClosedError(`No master serves slot ${slot} now`);
+    const address = `${master.host}:${master.port}`;
+    let sub = subscribers.get(address);
+    if (!sub) {
+      // Registered before the first await, so concurrent subscriptions share one connection.
+      const created: Subscriber = { client: undefined, channels: new Set(), ready: Promise.resolve() as never };
+      created.ready = (async () => {
+        const c = (await client.nodeClient(master)).duplicate();
+        created.client = c;
+        c.on("error", (error) => {
+          onConnectionError(error);
+          retire(address, created, lost);
+        });
+        c.on("sharded-channel-moved", (channel) => {
+          created.channels.delete(channel);
+          lost([channel]);
+        });
+        await c.connect();
+        return c;
+      })();
+      created.ready.catch(() => {});
+      subscribers.set(address, created);
+      sub = created;
+    }
+    const s = sub;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const c = await Promise.race([
+        s.ready,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(new TimeoutError(`The subscriber for ${address} did not connect within ${connectTimeoutMs} ms`)),
+            connectTimeoutMs,
+          );
+        }),
+      ]);
+      return Object.assign(s, { client: c });
+    } catch (error) {
+      retire(address, s, lost);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
   const commands: ClusterCommands = {
     script: (sha, source, keys, args) => script(sha, source, keys, args, "append"),
     publish: (channel, message) => command(channel, ["SPUBLISH", channel, message], "wake-up"),
@@ -160,18 +249,31 @@ export function nodeRedisCluster(
       for (const c of cursors) args.push(c.after);
       return toKeyEntries(await command(cursors[0]?.key ?? "", args, "wait"));
     },
-    async subscribe(channels, listener) {
+    async subscribe(channels, listener, lost) {
       if (!client.isOpen || connecting.has(client)) await connect(client, "subscribe");
       const onMessage = (_message: string, channel: string): void => listener(channel);
       try {
         // One SSUBSCRIBE per channel: channels of different slots cannot share one.
-        await Promise.all(channels.map((ch) => client.sSubscribe(ch, onMessage)));
+        await Promise.all(
+          channels.map(async (channel) => {
+            const sub = await subscriber(slotOf(channel), lost);
+            await sub.client.sSubscribe(channel, onMessage);
+            sub.channels.add(channel);
+          }),
+        );
       } catch (cause) {
         throw mapError(cause, "subscribe");
       }
     },
     async unsubscribe(channels) {
-      await Promise.all(channels.map((ch) => client.sUnsubscribe(ch).catch(() => {})));
+      await Promise.all(
+        channels.map(async (channel) => {
+          for (const sub of subscribers.values()) {
+            if (!sub.channels.delete(channel)) continue;
+            await sub.client?.sUnsubscribe(channel).catch(() => {});
+          }
+        }),
+      );
     },
   };
 
@@ -324,6 +426,8 @@ export function nodeRedisCluster(
       closed = true;
       copier.close();
       await waiter.close();
+      for (const sub of subscribers.values()) if (sub.client?.isOpen) sub.client.destroy();
+      subscribers.clear();
       if (blocker?.isOpen) blocker.destroy();
       blocker = undefined;
       if (owned && client.isOpen) {
