@@ -95,7 +95,13 @@ try {
   ];
   const base = rows[0] as Row;
   const head = ["backend", "publishes/s", "delivery p50", "delivery p99", "p99 vs single node"];
-  const cells = rows.map((r) => [r.name, fmtRate(r.publishesPerSec), fmtMs(r.p50), fmtMs(r.p99), fmtRatio(r.p99 / base.p99)]);
+  const cells = rows.map((r) => [
+    r.name,
+    fmtRate(r.publishesPerSec),
+    fmtMs(r.p50),
+    fmtMs(r.p99),
+    fmtRatio(r.p99 / base.p99),
+  ]);
   console.log(textTable(head, cells));
   const m = machine();
   writeSection(
