@@ -343,6 +343,8 @@ export class ClusterWaiter {
   #known = new Map<string, string>();
   readonly #wakers = new Set<() => void>();
   #suspect = false;
+  /** A subscription ended during a wait: return so the next wait subscribes again. */
+  #lost = false;
   #closed = false;
 
   constructor(commands: ClusterCommands, options: ClusterWaiterOptions = {}) {
@@ -365,6 +367,7 @@ export class ClusterWaiter {
     }
     // Wake-ups may have been missed: read every watched slot again, and resubscribe.
     this.#suspect = true;
+    this.#lost = true;
     for (const wake of this.#wakers) wake();
   };
 
@@ -379,7 +382,8 @@ export class ClusterWaiter {
    * entries, possibly none after `blockMs`, or at once (empty) when `signal`
    * aborts. Round trips: one non-blocking read per slot woken, pipelined per node.
    *
-   * @throws what the client throws when a subscription or a read fails.
+   * @throws what the client throws when a read fails (a failed subscription only
+   *   leaves the slot to the safety poll until the next wait subscribes again).
    */
   async wait(
     cursors: readonly Cursor[],
@@ -412,7 +416,10 @@ export class ClusterWaiter {
       }
       if (signal?.aborted || this.#closed) return [];
       // A subscription was lost: return, so the caller's next wait subscribes again and reads everything.
-      if (this.#suspect) return [];
+      if (this.#lost) {
+        this.#lost = false;
+        return [];
+      }
       const now = Date.now();
       const left = started + options.blockMs - now;
       if (left <= 0) return [];
@@ -458,10 +465,11 @@ export class ClusterWaiter {
     }
     try {
       await Promise.all([...watched.keys()].map((s) => this.#subscribed.get(s)));
-    } catch (error) {
+    } catch {
+      // No wake-ups for now (a node down, a slot moving): the reads below still run, poll every
+      // watched slot, and let the client learn the new topology; the next wait subscribes again.
       for (const s of added) this.#subscribed.delete(s);
       this.#suspect = true;
-      throw error;
     }
   }
 

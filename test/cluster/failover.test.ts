@@ -68,7 +68,7 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   }
 }
 
-describe("node-redis on a changing cluster", () => {
+describe("node-redis on a changing cluster", { timeout: 120_000 }, () => {
   let cluster: RedisCluster;
   beforeAll(async () => {
     cluster = await startRedisCluster();
