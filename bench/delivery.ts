@@ -362,7 +362,8 @@ export function chart(outcomes: readonly Outcome[]): string {
     "BullMQ QueueEvents": "#d62728",
   };
   const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12" role="img">`,
+    "<title>Delivery p99 against the number of watchers of one operation</title>",
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${left}" y="18" font-size="14">Delivery p99 (publish to watcher) vs watchers of one operation</text>`,
     `<line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" stroke="black"/>`,
