@@ -1,6 +1,8 @@
+import { isConnectionClosedError, isTimeoutError } from "./errors.ts";
 import type { Hub, Listener } from "./hub.ts";
 import type { Metrics } from "./observe.ts";
-import type { StreamEntry, StreamPort } from "./port.ts";
+import type { OperationRead, StreamEntry, StreamPort } from "./port.ts";
+import { backoff, sleep } from "./util.ts";
 import {
   compareIds,
   decodeEvent,
@@ -75,6 +77,28 @@ export function compact(queue: StreamEntry[], max: number): number {
 }
 
 /**
+ * The first read of a watch, retried a few times (jittered backoff) when the
+ * connection was closed or timed out under it: a backend that just replaced a
+ * dead socket answers the next attempt. Other failures reach the caller.
+ */
+async function firstRead(
+  ctx: WatchContext,
+  keys: { readonly events: string; readonly state: string | null },
+  after: string | undefined,
+  signal: AbortSignal | undefined,
+): Promise<OperationRead> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await ctx.port.read(keys.state, keys.events, { after, limit: PAGE });
+    } catch (error) {
+      const transient = isConnectionClosedError(error) || isTimeoutError(error);
+      if (!transient || attempt >= 3 || signal?.aborted || ctx.closed.aborted) throw error;
+      await sleep(50 + backoff(attempt, 100, 1000), signal);
+    }
+  }
+}
+
+/**
  * Snapshot, then the history after `after` (or all of it), then live events,
  * with no gap and no duplicate; ends after a terminal event of an operation
  * (never for a scope) or when `signal` aborts.
@@ -91,7 +115,7 @@ export async function* watchStream(
   const single = keys.state !== null;
   if (signal?.aborted || ctx.closed.aborted) return;
 
-  const first = await ctx.port.read(keys.state, keys.events, { after: options.after, limit: PAGE });
+  const first = await firstRead(ctx, keys, options.after, signal);
   const snapshot = decodeSnapshot(first.state);
   let lastId = options.after ?? "0-0";
   let reset = false;

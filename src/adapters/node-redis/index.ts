@@ -92,7 +92,30 @@ export type NodeRedisOptions = (
    * @default 2000
    */
   readonly pollMs?: number | undefined;
+  /**
+   * Standalone Redis: margin added to a blocking read's block time to form its client-side
+   * deadline. A connection silent past `blockMs + blockMarginMs` (a socket a
+   * proxy or NAT dropped without closing) is destroyed; the next read opens a
+   * new one, after the caller's jittered backoff.
+   * @default 2000
+   */
+  readonly blockMarginMs?: number | undefined;
+  /**
+   * Standalone Redis: interval of PING health checks of the connections the adapter opened
+   * while they are idle; one not answered within the interval is destroyed and
+   * reopened on next use. A blocking read that misses its deadline also checks
+   * the command connection at once. A client you pass in is never destroyed.
+   * @default 10000
+   */
+  readonly healthCheckMs?: number | undefined;
 };
+
+/** Let a timer not keep the process alive (Node and Deno timers both allow it). */
+function unref(timer: unknown): void {
+  if (timer !== null && typeof timer === "object" && "unref" in timer && typeof timer.unref === "function") {
+    timer.unref();
+  }
+}
 
 /**
  * Create the node-redis backend.
@@ -128,6 +151,8 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     (createClient({ url: options.url ?? "", disableOfflineQueue: true, RESP: 2 }) as unknown as NodeRedisClient);
   if (owned) client.on("error", onConnectionError);
   const connecting = new WeakMap<NodeRedisClient, Promise<unknown>>();
+  const blockMarginMs = options.blockMarginMs ?? 2000;
+  const healthCheckMs = options.healthCheckMs ?? 10_000;
   let closed = false;
   // Blocking reads get connections of their own (one for watching, one for consumer groups).
   const blockers = new Map<"wait" | "group", { client: NodeRedisClient; id: string | undefined }>();
@@ -195,13 +220,42 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
   };
 
   /**
-   * Run a blocking command on a dedicated connection. Aborting `signal` ends
-   * the block at once with CLIENT UNBLOCK from the main connection, so a new
-   * watcher never waits for the block to time out.
+   * PING the command connection (when the adapter owns it); destroy it when
+   * no answer comes within `healthCheckMs`, so the next command reconnects
+   * instead of queueing behind a socket that will never answer.
+   */
+  let checking = false;
+  const healthCheck = (): void => {
+    if (!owned || checking || closed || !client.isReady) return;
+    checking = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const silent = new Promise<"silent">((resolve) => {
+      timer = setTimeout(() => resolve("silent"), healthCheckMs);
+    });
+    void Promise.race([client.sendCommand(["PING"]).catch(() => "failed"), silent]).then((answer) => {
+      clearTimeout(timer);
+      checking = false;
+      if (answer === "silent" && !closed && client.isOpen) {
+        onConnectionError(new TimeoutError(`Redis did not answer PING within ${healthCheckMs} ms; reconnecting`));
+        client.destroy();
+      }
+    });
+  };
+  const healthTimer = owned ? setInterval(healthCheck, healthCheckMs) : undefined;
+  unref(healthTimer);
+
+  /**
+   * Run a blocking command on a dedicated connection, with a client-side
+   * deadline of `blockMs + blockMarginMs`: past it the connection is
+   * destroyed (the next call opens a new one) and the call rejects with
+   * TimeoutError. Aborting `signal` ends the block at once with CLIENT
+   * UNBLOCK from the main connection, so a new watcher never waits for the
+   * block to time out.
    */
   const blockingCommand = async (
     kind: "wait" | "group",
     args: string[],
+    blockMs: number,
     signal: AbortSignal | undefined,
   ): Promise<unknown> => {
     let b = blockers.get(kind);
@@ -214,20 +268,39 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
       blockers.set(kind, created);
       b = created;
     }
-    await ready(b.client, kind);
-    b.id ??= String(await command(["CLIENT", "ID"], kind, b.client));
-    const id = b.id;
-    const unblock = (): void => {
-      command(["CLIENT", "UNBLOCK", id], "unblock").catch(() => {});
-    };
+    const blocker = b;
+    await ready(blocker.client, kind);
     if (signal?.aborted) return null;
+    const deadlineMs = blockMs + blockMarginMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        if (blockers.get(kind) === blocker) blockers.delete(kind);
+        blocker.client.destroy();
+        healthCheck();
+        reject(
+          new TimeoutError(
+            `Redis did not answer a ${blockMs} ms blocking read within ${deadlineMs} ms; the connection was replaced`,
+          ),
+        );
+      }, deadlineMs);
+    });
+    const unblock = (): void => {
+      if (blocker.id !== undefined) command(["CLIENT", "UNBLOCK", blocker.id], "unblock").catch(() => {});
+    };
     signal?.addEventListener("abort", unblock, { once: true });
+    const run = async (): Promise<unknown> => {
+      blocker.id ??= String(await command(["CLIENT", "ID"], kind, blocker.client));
+      if (signal?.aborted) return null;
+      return await command(args, kind, blocker.client);
+    };
     try {
-      return await command(args, kind, b.client);
+      return await Promise.race([run(), expired]);
     } catch (cause) {
       if (closed) return null;
       throw cause;
     } finally {
+      clearTimeout(timer);
       signal?.removeEventListener("abort", unblock);
     }
   };
@@ -265,7 +338,7 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
       const args = ["XREAD", "COUNT", String(o.count), "BLOCK", String(o.blockMs), "STREAMS"];
       for (const c of cursors) args.push(c.key);
       for (const c of cursors) args.push(c.after);
-      return toKeyEntries(await blockingCommand("wait", args, o.signal));
+      return toKeyEntries(await blockingCommand("wait", args, o.blockMs, o.signal));
     },
 
     async delete(stateKey, eventsKey) {
@@ -288,7 +361,8 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
       const args = ["XREADGROUP", "GROUP", o.group, o.consumer, "COUNT", String(o.count)];
       if (o.blockMs > 0) args.push("BLOCK", String(o.blockMs));
       args.push("STREAMS", o.key, ">");
-      const reply = o.blockMs > 0 ? await blockingCommand("group", args, o.signal) : await command(args, "groupRead");
+      const reply =
+        o.blockMs > 0 ? await blockingCommand("group", args, o.blockMs, o.signal) : await command(args, "groupRead");
       return toKeyEntries(reply).flatMap((k) => k.entries);
     },
 
@@ -320,6 +394,7 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     async close() {
       if (closed) return;
       closed = true;
+      clearInterval(healthTimer);
       for (const b of blockers.values()) if (b.client.isOpen) b.client.destroy();
       blockers.clear();
       if (owned && client.isOpen) {
