@@ -72,6 +72,21 @@ export class UnauthorizedError extends ProgressError {
   }
 }
 
+/**
+ * A watch's consumer stopped reading: the events held for it passed its byte
+ * budget (`maxQueueBytes`), so the watch ended instead of buffering without
+ * bound. Watch again after the last event id received.
+ */
+export class SlowConsumerError extends ProgressError {
+  override name = "SlowConsumerError";
+  /** The budget that was exceeded, in bytes. */
+  readonly maxBytes: number;
+  constructor(message: string, maxBytes: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.maxBytes = maxBytes;
+  }
+}
+
 function isNamed(error: unknown, names: readonly string[]): boolean {
   return error instanceof Error && names.includes(error.name);
 }
@@ -87,6 +102,7 @@ export function isProgressError(error: unknown): error is ProgressError {
       "ConnectionClosedError",
       "TimeoutError",
       "UnauthorizedError",
+      "SlowConsumerError",
     ])
   );
 }
@@ -116,4 +132,9 @@ function describe(value: unknown): string {
   if (typeof value === "number" || typeof value === "boolean" || value == null) return String(value);
   if (Array.isArray(value)) return "an array";
   return typeof value;
+}
+
+/** True for a {@link SlowConsumerError}, across realms. */
+export function isSlowConsumerError(error: unknown): error is SlowConsumerError {
+  return isNamed(error, ["SlowConsumerError"]);
 }

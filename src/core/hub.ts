@@ -1,3 +1,4 @@
+import { BackendError } from "./errors.ts";
 import type { Logger, Metrics } from "./observe.ts";
 import type { StreamEntry, StreamPort } from "./port.ts";
 import { backoff, sleep } from "./util.ts";
@@ -8,6 +9,8 @@ export interface Listener {
   deliver(entries: readonly StreamEntry[]): void;
   /** The manager closed: stop waiting. */
   close(): void;
+  /** Reading failed `maxReadFailures` times in a row: end with this error. */
+  fail(error: BackendError): void;
 }
 
 interface KeyState {
@@ -28,11 +31,16 @@ export class Hub {
   readonly #logger: Logger;
   readonly #metrics: Metrics;
   readonly #closed: AbortSignal;
+  readonly #maxReadFailures: number;
   #interrupt: AbortController | undefined;
   #running = false;
 
-  constructor(port: StreamPort, options: { blockMs: number; logger: Logger; metrics: Metrics; closed: AbortSignal }) {
+  constructor(
+    port: StreamPort,
+    options: { blockMs: number; logger: Logger; metrics: Metrics; closed: AbortSignal; maxReadFailures: number },
+  ) {
     this.#port = port;
+    this.#maxReadFailures = options.maxReadFailures;
     this.#blockMs = options.blockMs;
     this.#logger = options.logger;
     this.#metrics = options.metrics;
@@ -77,6 +85,19 @@ export class Hub {
     };
   }
 
+  /** End every watch of this reader: each listener gets the error and is removed. */
+  #failAll(cause: unknown, failures: number): void {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    const error = new BackendError(
+      `Reading watched streams failed ${failures} times in a row (${detail}); the watch ended. Watch again to resume from the last event id.`,
+      { cause },
+    );
+    const states = [...this.#keys.values()];
+    this.#keys.clear();
+    this.#metrics.gauge("watchers_active", 0);
+    for (const s of states) for (const l of s.listeners) l.fail(error);
+  }
+
   #count(): number {
     let n = 0;
     for (const s of this.#keys.values()) n += s.listeners.size;
@@ -103,8 +124,21 @@ export class Hub {
           failures = 0;
         } catch (error) {
           if (this.#closed.aborted) break;
-          this.#logger.warn?.("reading watched streams failed, retrying", { error, keys: cursors.length });
-          await sleep(Math.max(50, backoff(failures++, 100, 2000)), this.#closed);
+          failures++;
+          this.#metrics.increment("read_failures");
+          const ending = failures >= this.#maxReadFailures;
+          this.#logger.error?.(
+            ending
+              ? `reading watched streams failed ${failures} times in a row; ending the watches`
+              : "reading watched streams failed; retrying",
+            { error, keys: cursors.length, failures, maxReadFailures: this.#maxReadFailures },
+          );
+          if (ending) {
+            this.#failAll(error, failures);
+            failures = 0;
+            continue;
+          }
+          await sleep(Math.max(50, backoff(failures - 1, 100, 2000)), this.#closed);
           continue;
         }
         const now = Date.now();

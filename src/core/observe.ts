@@ -31,6 +31,7 @@ export type MetricName =
   | "events_delivered"
   | "delivery_lag_ms"
   | "resets"
+  | "read_failures"
   | "group_pending"
   | "group_delivered"
   | "group_claimed";

@@ -72,6 +72,15 @@ export interface ProgressOptions {
    */
   readonly blockMs?: number | undefined;
   /**
+   * Consecutive failed reads of watched streams after which every affected
+   * watch ends: `watch()` throws a `BackendError`, an SSE stream sends
+   * `event: error` and closes (the client reconnects), a WebSocket gets an
+   * `error` message for that watch. Each failure is logged at `error` level and
+   * counted (`read_failures`); reads are retried with jittered backoff meanwhile.
+   * @default 10
+   */
+  readonly maxReadFailures?: number | undefined;
+  /**
    * How often a task that has not published checks whether it was cancelled.
    * @default 2000
    */
@@ -98,6 +107,7 @@ export interface ResolvedOptions {
   readonly metrics: Metrics;
   readonly onError: ProgressOptions["onError"];
   readonly blockMs: number;
+  readonly maxReadFailures: number;
   readonly cancelCheckMs: number;
   readonly estimate: boolean;
 }
@@ -123,6 +133,7 @@ const RULES: readonly Rule[] = [
   ["retry.maxDelayMs", int(0), "a non-negative integer"],
   ["maxBatch", int(1, 10_000), "an integer from 1 to 10000"],
   ["blockMs", int(10), "an integer of at least 10"],
+  ["maxReadFailures", int(1, 1000), "an integer from 1 to 1000"],
   ["cancelCheckMs", int(10), "an integer of at least 10"],
   ["estimate", (v) => typeof v === "boolean", "true or false"],
 ];
@@ -162,6 +173,7 @@ export function resolveOptions(options: ProgressOptions): ResolvedOptions {
     metrics: options.metrics ?? noMetrics,
     onError: options.onError,
     blockMs: o.blockMs ?? 5000,
+    maxReadFailures: o.maxReadFailures ?? 10,
     cancelCheckMs: o.cancelCheckMs ?? 2000,
     estimate: o.estimate ?? true,
   };

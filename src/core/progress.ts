@@ -439,6 +439,7 @@ export class Progress implements AsyncDisposable {
   #hubFor(): Hub {
     this.#hub ??= new Hub(this.#o.port, {
       blockMs: this.#o.blockMs,
+      maxReadFailures: this.#o.maxReadFailures,
       logger: this.#o.logger,
       metrics: this.#o.metrics,
       closed: this.#closing.signal,

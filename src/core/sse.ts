@@ -1,4 +1,4 @@
-import { isProgressValidationError, isUnauthorizedError } from "./errors.ts";
+import { isProgressValidationError, isSlowConsumerError, isUnauthorizedError } from "./errors.ts";
 import type { WatchItem, WatchOptions } from "./watch.ts";
 import { assertStreamId, isStreamId, TYPE_PATTERN } from "./wire.ts";
 
@@ -30,6 +30,53 @@ export interface SseOptions {
   readonly retryMs?: number | undefined;
   /** Extra response headers (e.g. an `Access-Control-Allow-Origin` you choose; none is sent by default). */
   readonly headers?: Readonly<Record<string, string>> | undefined;
+  /**
+   * Byte budget of events held for this connection and not yet written (a
+   * client that stopped reading). Past it the stream ends; the client
+   * reconnects with `Last-Event-ID` and resumes where it stopped.
+   * @default 1048576
+   */
+  readonly maxBufferedBytes?: number | undefined;
+}
+
+/**
+ * Heartbeats of every open stream share one timer per interval: no timer per connection.
+ */
+const tickers = new Map<number, { readonly timer: ReturnType<typeof setInterval>; readonly beats: Set<() => void> }>();
+
+function onHeartbeat(ms: number, beat: () => void): () => void {
+  let ticker = tickers.get(ms);
+  if (!ticker) {
+    const beats = new Set<() => void>();
+    const timer = setInterval(() => {
+      for (const b of beats) b();
+    }, ms);
+    ticker = { timer, beats };
+    tickers.set(ms, ticker);
+  }
+  ticker.beats.add(beat);
+  return () => {
+    const current = tickers.get(ms);
+    if (!current?.beats.delete(beat) || current.beats.size > 0) return;
+    clearInterval(current.timer);
+    tickers.delete(ms);
+  };
+}
+
+const encoder = new TextEncoder();
+const PING = encoder.encode(": ping\n\n");
+/** Encoded frames of live events, shared by every connection that sends the same event object. */
+const frames = new WeakMap<object, Uint8Array>();
+
+/** The bytes of one watch item's SSE message; built once per shared event. */
+function frame(item: WatchItem): Uint8Array {
+  if (item.kind !== "event") return encoder.encode(sseMessage(item));
+  let bytes = frames.get(item.event);
+  if (!bytes) {
+    bytes = encoder.encode(sseMessage(item));
+    frames.set(item.event, bytes);
+  }
+  return bytes;
 }
 
 /**
@@ -130,33 +177,37 @@ export async function sseResponse(
   const retryMs = options.retryMs ?? 2000;
   const stop = new AbortController();
   const signal = AbortSignal.any([stop.signal, request.signal]);
-  const items = start({ after, signal });
-  const encoder = new TextEncoder();
-  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  const items = start({ after, signal, maxQueueBytes: options.maxBufferedBytes ?? 1_048_576 });
+  let stopHeartbeat: (() => void) | undefined;
+  let onAbort: (() => void) | undefined;
   const cleanup = (): void => {
-    if (heartbeat) clearInterval(heartbeat);
-    heartbeat = undefined;
+    stopHeartbeat?.();
+    stopHeartbeat = undefined;
+    // Nothing may stay registered on the combined signal: on Node 20 its listeners keep the whole stream alive.
+    if (onAbort) signal.removeEventListener("abort", onAbort);
+    onAbort = undefined;
     stop.abort();
     void items.return(undefined);
   };
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       controller.enqueue(encoder.encode(`retry: ${retryMs}\n\n`));
-      heartbeat = setInterval(() => {
+      stopHeartbeat = onHeartbeat(heartbeatMs, () => {
         try {
-          controller.enqueue(encoder.encode(": ping\n\n"));
+          controller.enqueue(PING);
         } catch {
           cleanup();
         }
-      }, heartbeatMs);
-      signal.addEventListener("abort", () => {
+      });
+      onAbort = () => {
         cleanup();
         try {
           controller.close();
         } catch {
           // already closed
         }
-      });
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
     },
     async pull(controller) {
       try {
@@ -166,10 +217,24 @@ export async function sseResponse(
           controller.close();
           return;
         }
-        controller.enqueue(encoder.encode(sseMessage(next.value)));
+        controller.enqueue(frame(next.value));
       } catch (error) {
         cleanup();
-        controller.error(error);
+        if (isSlowConsumerError(error)) {
+          // The client stopped reading: drop what is buffered and end the connection now.
+          controller.error(error);
+          return;
+        }
+        // Tell the client why, then end: it reconnects and resumes from its last event id.
+        const message = error instanceof Error ? error.message : String(error);
+        try {
+          controller.enqueue(
+            encoder.encode(`event: error\ndata: ${JSON.stringify({ code: "watch_failed", message })}\n\n`),
+          );
+          controller.close();
+        } catch {
+          // already closed
+        }
       }
     },
     cancel() {

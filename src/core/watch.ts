@@ -1,4 +1,4 @@
-import { isConnectionClosedError, isTimeoutError } from "./errors.ts";
+import { isConnectionClosedError, isTimeoutError, SlowConsumerError } from "./errors.ts";
 import type { Hub, Listener } from "./hub.ts";
 import type { Metrics } from "./observe.ts";
 import type { OperationRead, StreamEntry, StreamPort } from "./port.ts";
@@ -36,9 +36,22 @@ export interface WatchOptions {
    * Most items held for a consumer that reads slower than events arrive. Past
    * it, intermediate progress events are coalesced (the newest per operation
    * kept); terminal and other event types are always kept.
+   * Coalescing is for consumers that fall behind, measured by their lag: it
+   * applies only to a consumer that has not asked for its next item for
+   * 150 ms while more than `maxQueue` entries wait; never because one read returned
+   * more than `maxQueue` entries, so a consumer that keeps up sees every event.
    * @default 256
    */
   readonly maxQueue?: number | undefined;
+  /**
+   * Byte budget of entries held for this watch and not yet consumed (field
+   * names and values, after coalescing). Past it the watch ends with a
+   * `SlowConsumerError` and holds nothing more: a consumer that stopped reading
+   * never grows memory without bound. SSE and WebSocket connections close with
+   * a clear reason; their clients resume from their last event id.
+   * @default 1048576
+   */
+  readonly maxQueueBytes?: number | undefined;
 }
 
 /** What a watch needs from its manager. */
@@ -50,6 +63,40 @@ export interface WatchContext {
 }
 
 const PAGE = 500;
+/** A consumer that has not asked for an item for this long is behind: its queued progress events are coalesced. */
+const LAG_MS = 150;
+
+/**
+ * Live entries are shared by every watcher of a key (the hub hands the same
+ * objects to all): each is decoded, and sized, once per process.
+ */
+const decodedEvents = new WeakMap<StreamEntry, ProgressEvent | null>();
+const entrySizes = new WeakMap<StreamEntry, number>();
+
+/**
+ * The event of a live entry, decoded once and shared (frozen) by every watcher
+ * of its stream (all of which pass the same `op`); null for an invalid entry.
+ */
+export function sharedEvent(entry: StreamEntry, op: string | undefined): ProgressEvent | null {
+  let event = decodedEvents.get(entry);
+  if (event === undefined) {
+    const decoded = decodeEvent(entry, op);
+    event = decoded === null ? null : Object.freeze(decoded);
+    decodedEvents.set(entry, event);
+  }
+  return event;
+}
+
+/** Approximate bytes an entry holds: its id, field names and values. */
+function entrySize(entry: StreamEntry): number {
+  let size = entrySizes.get(entry);
+  if (size === undefined) {
+    size = 64 + entry.id.length;
+    for (const key in entry.fields) size += key.length + (entry.fields[key]?.length ?? 0);
+    entrySizes.set(entry, size);
+  }
+  return size;
+}
 
 function removable(entry: StreamEntry): boolean {
   const type = entry.fields.type;
@@ -112,6 +159,7 @@ export async function* watchStream(
   // Entries of an operation's stream belong to it even when a foreign writer left `op` out.
   const op = keys.op;
   const maxQueue = options.maxQueue ?? 256;
+  const maxQueueBytes = options.maxQueueBytes ?? 1_048_576;
   const single = keys.state !== null;
   if (signal?.aborted || ctx.closed.aborted) return;
 
@@ -137,12 +185,15 @@ export async function* watchStream(
   let page = first.entries;
   if (reset) page = (await ctx.port.read(null, keys.events, { limit: PAGE })).entries;
   let ended = false;
+  // The highest seq seen: a later entry with a lower one means the backend lost data (a reset, never a rewind).
+  let lastSeq = snapshot?.seq ?? 0;
   for (;;) {
     for (const entry of page) {
       if (compareIds(entry.id, lastId) <= 0) continue;
       lastId = entry.id;
       const event = decodeEvent(entry, op);
       if (event === null) continue;
+      if (event.seq > lastSeq) lastSeq = event.seq;
       yield { kind: "event", event };
       if (single && isTerminal(event.status)) ended = true;
     }
@@ -158,38 +209,105 @@ export async function* watchStream(
   }
 
   const queue: StreamEntry[] = [];
+  let queuedBytes = 0;
+  // When the consumer last got an item: a consumer that holds one for LAG_MS without asking again is behind.
+  let handedAt = Date.now();
+  const behind = (): boolean => wake === undefined && queue.length > maxQueue && Date.now() - handedAt > LAG_MS;
+  let failure: Error | undefined;
   let wake: (() => void) | undefined;
+  let unsubscribe = (): void => {};
   const listener: Listener = {
     deliver(entries) {
+      if (failure) return;
+      const before = queue.length;
       for (const e of entries) {
         const tail = queue[queue.length - 1]?.id ?? lastId;
-        if (compareIds(e.id, tail) > 0) queue.push(e);
+        if (compareIds(e.id, tail) > 0) {
+          queue.push(e);
+          queuedBytes += entrySize(e);
+        }
       }
-      const dropped = compact(queue, maxQueue);
-      if (dropped > 0) ctx.metrics.increment("events_coalesced", dropped, { where: "delivery" });
+      // Coalesce only for a consumer that fell behind: one that has not asked for an item
+      // for LAG_MS. A burst delivered to a consumer that keeps asking loses nothing.
+      const dropped = behind() ? compact(queue, maxQueue + (queue.length - before)) : 0;
+      if (dropped > 0) {
+        queuedBytes = 0;
+        for (const e of queue) queuedBytes += entrySize(e);
+        ctx.metrics.increment("events_coalesced", dropped, { where: "delivery" });
+      }
+      if (queuedBytes > maxQueueBytes) {
+        failure = new SlowConsumerError(
+          `The watch of ${keys.events} held ${queuedBytes} bytes of events its consumer had not read (budget ${maxQueueBytes}); it ended. Resume after the last event id received.`,
+          maxQueueBytes,
+        );
+        queue.length = 0;
+        queuedBytes = 0;
+        unsubscribe();
+      }
       wake?.();
     },
     close() {
       wake?.();
     },
+    fail(error) {
+      failure ??= error;
+      wake?.();
+    },
   };
   const stop = (): void => wake?.();
-  signal?.addEventListener("abort", stop);
-  const unsubscribe = ctx.hub.subscribe(keys.events, lastId, listener);
+  signal?.addEventListener("abort", stop, { once: true });
+  unsubscribe = ctx.hub.subscribe(keys.events, lastId, listener);
   try {
     for (;;) {
       while (queue.length === 0) {
         if (signal?.aborted || ctx.closed.aborted) return;
+        if (failure) throw failure;
         await new Promise<void>((resolve) => {
           wake = resolve;
         });
         wake = undefined;
+        handedAt = Date.now(); // it was waiting, not behind
+      }
+      if (failure instanceof SlowConsumerError) throw failure;
+      if (behind()) {
+        // Back after a while: what piled up meanwhile is coalesced before it is handed over.
+        const dropped = compact(queue, maxQueue);
+        queuedBytes = 0;
+        for (const e of queue) queuedBytes += entrySize(e);
+        ctx.metrics.increment("events_coalesced", dropped, { where: "delivery" });
       }
       const entry = queue.shift() as StreamEntry;
+      queuedBytes -= entrySize(entry);
+      const event = sharedEvent(entry, op);
+      if (event === null) {
+        lastId = entry.id; // not a valid event: skipped, never fatal
+        continue;
+      }
+      if (single && event.seq > 0 && event.seq <= lastSeq) {
+        // seq went backwards: the backend lost data (a restart that kept nothing). Start over from what it holds now.
+        const again = await ctx.port.read(keys.state, keys.events, { limit: PAGE });
+        ctx.metrics.increment("resets");
+        yield { kind: "reset", snapshot: decodeSnapshot(again.state) };
+        lastSeq = 0;
+        const restart = again.entries.length > 0 ? again.entries : [entry];
+        for (const e of restart) {
+          const ev = decodeEvent(e, op);
+          lastId = compareIds(e.id, lastId) > 0 ? e.id : lastId;
+          if (ev === null) continue;
+          if (ev.seq > lastSeq) lastSeq = ev.seq;
+          ctx.metrics.increment("events_delivered");
+          yield { kind: "event", event: ev };
+          if (isTerminal(ev.status)) return;
+        }
+        while (queue.length > 0 && compareIds((queue[0] as StreamEntry).id, lastId) <= 0) {
+          queuedBytes -= entrySize(queue.shift() as StreamEntry);
+        }
+        continue;
+      }
       lastId = entry.id;
-      const event = decodeEvent(entry, op);
-      if (event === null) continue;
+      if (event.seq > lastSeq) lastSeq = event.seq;
       ctx.metrics.increment("events_delivered");
+      handedAt = Date.now();
       yield { kind: "event", event };
       if (single && isTerminal(event.status)) return;
     }

@@ -1,3 +1,4 @@
+import { isSlowConsumerError } from "./errors.ts";
 import { type Authorize, checkAuthorize, type WatchTarget } from "./sse.ts";
 import type { WatchItem, WatchOptions } from "./watch.ts";
 import { ID_PATTERN, isStreamId } from "./wire.ts";
@@ -24,7 +25,10 @@ export interface WebSocketOptions<R = unknown> {
   readonly authorize?: Authorize<R> | undefined;
   /**
    * Bytes buffered in the socket past which the session stops reading events
-   * for it (they are coalesced meanwhile, terminal events kept).
+   * for it (they are coalesced meanwhile, terminal events kept); also the byte
+   * budget of events held for each watch and not yet sent. Past the budget the
+   * socket is closed with code 4008 and a reason; the client reconnects and
+   * resumes from its last event id.
    * @default 1048576
    */
   readonly maxBufferedBytes?: number | undefined;
@@ -43,7 +47,34 @@ export type ServerMessage =
   | { readonly type: "snapshot" | "reset"; readonly op?: string; readonly scope?: string; readonly snapshot: unknown }
   | { readonly type: "event"; readonly op?: string; readonly scope?: string; readonly event: unknown }
   | { readonly type: "pong" }
-  | { readonly type: "error"; readonly code: string; readonly message: string };
+  | {
+      readonly type: "error";
+      readonly code: string;
+      readonly message: string;
+      /** The watch this error ended, when it is about one. */
+      readonly op?: string;
+      readonly scope?: string;
+    };
+
+/** Close code of a socket whose client stopped reading past its byte budget. */
+export const SLOW_CONSUMER_CLOSE_CODE = 4008;
+
+/** Messages of live events, built once per shared event object and target. */
+const messages = new WeakMap<object, Map<string, string>>();
+
+function eventMessage(event: object, key: string, where: { op?: string; scope?: string }): string {
+  let byTarget = messages.get(event);
+  if (!byTarget) {
+    byTarget = new Map();
+    messages.set(event, byTarget);
+  }
+  let message = byTarget.get(key);
+  if (message === undefined) {
+    message = JSON.stringify({ type: "event", ...where, event });
+    byTarget.set(key, message);
+  }
+  return message;
+}
 
 const OPEN = 1;
 
@@ -100,14 +131,23 @@ export function serveSession<R>(
     try {
       // Ending the session aborts every watch's controller: no listener per watch on the session.
       const signal = controller.signal;
-      for await (const item of watch(target, { after, signal })) {
+      for await (const item of watch(target, { after, signal, maxQueueBytes: maxBuffered })) {
         await drained();
         if (signal.aborted) break;
-        if (item.kind === "event") send({ type: "event", ...where, event: item.event });
-        else send({ type: item.kind, ...where, snapshot: item.snapshot });
+        if (item.kind === "event") {
+          if (socket.readyState === OPEN) socket.send(eventMessage(item.event, key, where));
+        } else send({ type: item.kind, ...where, snapshot: item.snapshot });
       }
     } catch (e) {
-      error("watch_failed", e instanceof Error ? e.message : String(e));
+      if (isSlowConsumerError(e)) {
+        try {
+          socket.close(SLOW_CONSUMER_CLOSE_CODE, "slow consumer: byte budget exceeded; resume from your last event id");
+        } catch {
+          // already closed
+        }
+        session.abort();
+      } else
+        send({ type: "error", code: "watch_failed", message: e instanceof Error ? e.message : String(e), ...where });
     } finally {
       if (watches.get(key) === controller) watches.delete(key);
     }

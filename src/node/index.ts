@@ -30,6 +30,9 @@ export interface NodeResponseLike {
   end(): unknown;
   flushHeaders?(): void;
   once(event: "close" | "drain", listener: () => void): unknown;
+  removeListener?(event: "close" | "drain", listener: () => void): unknown;
+  /** Close the connection at once (a response whose body failed must not look complete). */
+  destroy?(): unknown;
   readonly writableEnded?: boolean;
 }
 
@@ -57,7 +60,18 @@ export function toRequest(req: NodeRequestLike, res?: NodeResponseLike): Request
 /**
  * Write a web `Response` to a Node response, streaming the body with
  * backpressure; stops reading (cancelling the body, which frees a watch) when
- * the client goes away. Resolves when done.
+ * the client goes away. A body that fails (such as an SSE stream whose client
+ * stopped reading past its byte budget) destroys the connection at once, even
+ * while waiting for the client to drain, so the client reconnects. Resolves
+ * when done.
+ *
+ * @throws nothing: failures of the body end the response.
+ * @example
+ * ```ts
+ * createServer(async (req, res) => {
+ *   await writeResponse(res, await progress.sse(toRequest(req, res), "job-1"));
+ * }).listen(3000);
+ * ```
  */
 export async function writeResponse(res: NodeResponseLike, response: Response): Promise<void> {
   const headers: Record<string, string> = {};
@@ -72,19 +86,38 @@ export async function writeResponse(res: NodeResponseLike, response: Response): 
   }
   const reader = response.body.getReader();
   let gone = false;
+  let failed = false;
   res.once("close", () => {
     gone = true;
     void reader.cancel().catch(() => {});
   });
+  // Settles (never rejects) when the body ends or fails, so a wait for "drain" can give up.
+  const ended = reader.closed.then(
+    () => "done" as const,
+    () => "failed" as const,
+  );
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done || gone) break;
-      if (!res.write(value)) await new Promise<void>((resolve) => res.once("drain", resolve));
+      if (!res.write(value)) {
+        let onDrain: (() => void) | undefined;
+        const drained = new Promise<"drained">((resolve) => {
+          onDrain = () => resolve("drained");
+          res.once("drain", onDrain);
+        });
+        const outcome = await Promise.race([drained, ended]);
+        if (onDrain) res.removeListener?.("drain", onDrain);
+        if (outcome === "failed") {
+          failed = true;
+          break;
+        }
+      }
     }
   } catch {
-    // The body errored or was cancelled: end the response below.
+    failed = !gone;
   } finally {
-    if (!res.writableEnded) res.end();
+    if (failed && res.destroy) res.destroy();
+    else if (!res.writableEnded) res.end();
   }
 }

@@ -18,6 +18,7 @@
  * | `progresscast_events_delivered_total` | counter | |
  * | `progresscast_delivery_lag_seconds` | histogram | |
  * | `progresscast_resets_total` | counter | |
+ * | `progresscast_read_failures_total` | counter | |
  * | `progresscast_group_pending` | gauge | `group` |
  * | `progresscast_group_delivered_total` | counter | `group` |
  * | `progresscast_group_claimed_total` | counter | `group` |
@@ -193,6 +194,12 @@ const SPECS: { readonly [N in MetricName]: Spec } = {
     kind: "counter",
     name: "resets_total",
     help: "Watchers that resumed after history they asked for was trimmed, and got a reset snapshot.",
+    labels: {},
+  },
+  read_failures: {
+    kind: "counter",
+    name: "read_failures_total",
+    help: "Failed reads of watched streams; after maxReadFailures in a row the watches end with an error.",
     labels: {},
   },
   group_pending: {

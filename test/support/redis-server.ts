@@ -1,6 +1,8 @@
 /**
  * Starts a real `redis-server` on a free loopback port for a test run, and
- * stops it. Nothing is kept on disk; nothing depends on an earlier run.
+ * stops it. Nothing is kept on disk unless persistence is asked for (then in
+ * the server's own temporary folder, removed by `close`); nothing depends on
+ * an earlier run.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -13,7 +15,7 @@ export interface RedisServer {
   readonly url: string;
   /** Stop the server (SIGKILL when `crash`), keeping the port for `start`. */
   stop(options?: { crash?: boolean }): Promise<void>;
-  /** Start it again on the same port, empty. */
+  /** Start it again on the same port: empty, or with what its append-only file kept (`persistence: "aof"`). */
   start(): Promise<void>;
   /** Stop for good and remove its folder. */
   close(): Promise<void>;
@@ -61,8 +63,21 @@ async function waitForPort(port: number, up: boolean, timeoutMs = 10_000): Promi
   throw new Error(`redis-server on port ${port} did not ${up ? "start" : "stop"} within ${timeoutMs} ms`);
 }
 
+/** Options of {@link startRedis}. */
+export interface StartRedisOptions {
+  /**
+   * `"aof"`: an append-only file with `appendfsync always`, so every write
+   * Redis answered survives a SIGKILL and a `start()`. `"none"` keeps nothing.
+   * @default "none"
+   */
+  readonly persistence?: "none" | "aof";
+}
+
 /** Start a redis-server on a free loopback port. Extra args are passed through. */
-export async function startRedis(extraArgs: readonly string[] = []): Promise<RedisServer> {
+export async function startRedis(
+  extraArgs: readonly string[] = [],
+  options: StartRedisOptions = {},
+): Promise<RedisServer> {
   assertRedisInstalled();
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "progresscast-redis-"));
@@ -70,7 +85,20 @@ export async function startRedis(extraArgs: readonly string[] = []): Promise<Red
   const start = async (): Promise<void> => {
     child = spawn(
       "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, ...extraArgs],
+      [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        ...(options.persistence === "aof"
+          ? ["--appendonly", "yes", "--appendfsync", "always"]
+          : ["--appendonly", "no"]),
+        "--dir",
+        dir,
+        ...extraArgs,
+      ],
       { stdio: "ignore" },
     );
     await waitForPort(port, true);

@@ -1,0 +1,68 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
+import { Progress } from "../../src/core/progress.ts";
+import { uniquePrefix } from "../contract/suite.ts";
+import { type RedisServer, startRedis } from "../support/redis-server.ts";
+import { collect, seqs, until } from "./helpers.ts";
+
+describe("a Redis restart", () => {
+  const open: Array<{ close(): Promise<void> }> = [];
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await o.close();
+  });
+  const managers = (server: RedisServer) => {
+    const prefix = uniquePrefix();
+    const options = { prefix, logger: {}, throttle: false as const, blockMs: 200, maxReadFailures: 1000 };
+    const publisher = new Progress({ port: nodeRedis({ url: server.url, connectTimeoutMs: 1000 }), ...options });
+    const watching = new Progress({ port: nodeRedis({ url: server.url, connectTimeoutMs: 1000 }), ...options });
+    open.push(publisher, watching);
+    return { publisher, watching };
+  };
+  const publishUntilOk = async (p: Progress, op: string, update: Parameters<Progress["publish"]>[1]) => {
+    await until(async () => (await p.publish(op, update)).ok, `a publish to ${op} once Redis is back`);
+  };
+
+  it("that lost every key gives a watcher an explicit reset with the new snapshot, never a silent rewind", async () => {
+    const server = await startRedis();
+    open.push(server);
+    const { publisher, watching } = managers(server);
+    await publisher.publish("job-1", { status: "running", progress: 10 });
+    const watch = collect(watching.watch("job-1"));
+    for (const progress of [20, 30]) await publisher.publish("job-1", { progress });
+    await until(() => seqs(watch.items).includes(3), "events before the restart");
+
+    await server.stop({ crash: true });
+    await server.start(); // empty: it kept nothing
+    await publishUntilOk(publisher, "job-1", { status: "running", progress: 5 });
+    await until(() => watch.items.some((i) => i.kind === "reset"), "a reset after seq went backwards");
+    const at = watch.items.findIndex((i) => i.kind === "reset");
+    expect(watch.items[at]).toMatchObject({ kind: "reset", snapshot: { op: "job-1", seq: 1, progress: 5 } });
+    await publisher.publish("job-1", { status: "completed", progress: 100 });
+    await watch.done;
+    expect(watch.error).toBeUndefined();
+    expect(seqs(watch.items.slice(0, at))).toEqual([1, 2, 3]);
+    expect(seqs(watch.items.slice(at))).toEqual([1, 2]);
+  });
+
+  it("with an append-only file keeps every publish that resolved ok; watchers resume with no gap and no duplicate", async () => {
+    const server = await startRedis([], { persistence: "aof" });
+    open.push(server);
+    const { publisher, watching } = managers(server);
+    const first = await publisher.publish("job-2", { status: "running", progress: 1 });
+    expect(first.ok).toBe(true);
+    const watch = collect(watching.watch("job-2"));
+    for (let p = 2; p <= 10; p++) expect((await publisher.publish("job-2", { progress: p })).ok).toBe(true);
+
+    await server.stop({ crash: true });
+    await server.start();
+    await publishUntilOk(publisher, "job-2", { progress: 11 });
+    for (let p = 12; p <= 15; p++) await publisher.publish("job-2", { progress: p });
+    await publisher.publish("job-2", { status: "completed", progress: 100 });
+    await watch.done;
+    expect(watch.error).toBeUndefined();
+    expect(watch.items.some((i) => i.kind === "reset")).toBe(false);
+    expect(seqs(watch.items)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    const late = await publisher.get("job-2");
+    expect(late).toMatchObject({ status: "completed", seq: 16 });
+  });
+});
