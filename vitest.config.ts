@@ -13,16 +13,31 @@ const alias = Object.entries(denoExports).map(([subpath, file]) => ({
   replacement: fileURLToPath(new URL(file, import.meta.url)),
 }));
 
+/** Files that measure the heap after `gc()`: run in their own project, with `--expose-gc`. */
+const GC_TESTS = "test/**/*.gc.test.ts";
+
 export default defineConfig({
   resolve: { alias },
   test: {
-    include: ["test/**/*.test.ts"],
-    exclude: ["test/runtimes/deno/**", "node_modules/**"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
     globalSetup: ["test/support/global-setup.ts"],
     // The JSON report lets .ci/run print one plain "N passed, N failed" line.
     reporters: ["default", ["json", { outputFile: ".vitest-results.json" }]],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "default",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/runtimes/deno/**", "node_modules/**", GC_TESTS],
+        },
+      },
+      {
+        extends: true,
+        test: { name: "gc", include: [GC_TESTS], execArgv: ["--expose-gc"] },
+      },
+    ],
   },
 });
