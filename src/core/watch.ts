@@ -36,10 +36,9 @@ export interface WatchOptions {
    * Most items held for a consumer that reads slower than events arrive. Past
    * it, intermediate progress events are coalesced (the newest per operation
    * kept); terminal and other event types are always kept.
-   * Coalescing is for consumers that fall behind, measured by their lag: it
-   * applies only to a consumer that has not asked for its next item for
-   * 150 ms while more than `maxQueue` entries wait; never because one read returned
-   * more than `maxQueue` entries, so a consumer that keeps up sees every event.
+   * Coalescing is for consumers that fall behind, measured by their lag (the
+   * entries of earlier reads still unconsumed when a new read arrives), never
+   * by the size of one read: a consumer that keeps up sees every event.
    * @default 256
    */
   readonly maxQueue?: number | undefined;
@@ -63,8 +62,6 @@ export interface WatchContext {
 }
 
 const PAGE = 500;
-/** A consumer that has not asked for an item for this long is behind: its queued progress events are coalesced. */
-const LAG_MS = 150;
 
 /**
  * Live entries are shared by every watcher of a key (the hub hands the same
@@ -210,9 +207,6 @@ export async function* watchStream(
 
   const queue: StreamEntry[] = [];
   let queuedBytes = 0;
-  // When the consumer last got an item: a consumer that holds one for LAG_MS without asking again is behind.
-  let handedAt = Date.now();
-  const behind = (): boolean => wake === undefined && queue.length > maxQueue && Date.now() - handedAt > LAG_MS;
   let failure: Error | undefined;
   let wake: (() => void) | undefined;
   let unsubscribe = (): void => {};
@@ -227,9 +221,9 @@ export async function* watchStream(
           queuedBytes += entrySize(e);
         }
       }
-      // Coalesce only for a consumer that fell behind: one that has not asked for an item
-      // for LAG_MS. A burst delivered to a consumer that keeps asking loses nothing.
-      const dropped = behind() ? compact(queue, maxQueue + (queue.length - before)) : 0;
+      // Coalesce only for a consumer that fell behind: its lag is what it left unconsumed
+      // from earlier reads. One read larger than maxQueue, to a consumer that kept up, loses nothing.
+      const dropped = compact(queue, maxQueue + (queue.length - before));
       if (dropped > 0) {
         queuedBytes = 0;
         for (const e of queue) queuedBytes += entrySize(e);
@@ -266,16 +260,8 @@ export async function* watchStream(
           wake = resolve;
         });
         wake = undefined;
-        handedAt = Date.now(); // it was waiting, not behind
       }
       if (failure instanceof SlowConsumerError) throw failure;
-      if (behind()) {
-        // Back after a while: what piled up meanwhile is coalesced before it is handed over.
-        const dropped = compact(queue, maxQueue);
-        queuedBytes = 0;
-        for (const e of queue) queuedBytes += entrySize(e);
-        ctx.metrics.increment("events_coalesced", dropped, { where: "delivery" });
-      }
       const entry = queue.shift() as StreamEntry;
       queuedBytes -= entrySize(entry);
       const event = sharedEvent(entry, op);
@@ -285,7 +271,7 @@ export async function* watchStream(
       }
       if (single && event.seq > 0 && event.seq <= lastSeq) {
         // seq went backwards: the backend lost data (a restart that kept nothing). Start over from what it holds now.
-        const again = await ctx.port.read(keys.state, keys.events, { limit: PAGE });
+        const again = await firstRead(ctx, keys, undefined, signal);
         ctx.metrics.increment("resets");
         yield { kind: "reset", snapshot: decodeSnapshot(again.state) };
         lastSeq = 0;
@@ -307,7 +293,6 @@ export async function* watchStream(
       lastId = entry.id;
       if (event.seq > lastSeq) lastSeq = event.seq;
       ctx.metrics.increment("events_delivered");
-      handedAt = Date.now();
       yield { kind: "event", event };
       if (single && isTerminal(event.status)) return;
     }

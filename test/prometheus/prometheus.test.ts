@@ -160,6 +160,7 @@ describe("prometheusMetrics", () => {
       events_delivered_total: "counter",
       delivery_lag_seconds: "histogram",
       resets_total: "counter",
+      read_failures_total: "counter",
       group_pending: "gauge",
       group_delivered_total: "counter",
       group_claimed_total: "counter",

@@ -10,8 +10,9 @@ describe("delivery to watchers", () => {
       await progress.publish("job-1", { status: "running", progress: 0 });
       const watch = collect(progress.watch("job-1", { maxQueue: 10 }));
       await until(() => watch.items.length >= 2, "the snapshot and the first event");
-      // Published together: one append, so the reader gets all 100 in one read.
+      // Published together: one append, so the reader gets them in one read, ten times maxQueue.
       await Promise.all(Array.from({ length: 100 }, (_, i) => progress.publish("job-1", { progress: (i + 1) * 0.5 })));
+      await until(() => seqs(watch.items).includes(101), "the consumer to take the whole read");
       await progress.publish("job-1", { status: "completed", progress: 100 });
       await watch.done;
       expect(seqs(watch.items)).toEqual(Array.from({ length: 102 }, (_, i) => i + 1));
@@ -27,12 +28,12 @@ describe("delivery to watchers", () => {
       const items = progress.watch("job-2", { maxQueue: 5 });
       expect((await items.next()).value).toMatchObject({ kind: "snapshot" });
       expect((await items.next()).value).toMatchObject({ kind: "event" });
-      // Not reading: separate reads pile up behind this consumer for longer than it may lag.
+      // Not reading: separate reads pile up behind this consumer.
       for (let round = 0; round < 3; round++) {
         await Promise.all(
           Array.from({ length: 20 }, (_, i) => progress.publish("job-2", { progress: round * 20 + i + 1 })),
         );
-        await new Promise((r) => setTimeout(r, 400));
+        await new Promise((r) => setTimeout(r, 50));
       }
       await progress.publish("job-2", { status: "completed", progress: 100 });
       const rest: number[] = [];
