@@ -30,6 +30,7 @@ const ORDER = [
   "cluster",
   "overhead",
   "size",
+  "soak",
 ] as const;
 export type SectionName = (typeof ORDER)[number];
 

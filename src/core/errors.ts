@@ -76,6 +76,16 @@ export class UnauthorizedError extends ProgressError {
  * A watch's consumer stopped reading: the events held for it passed its byte
  * budget (`maxQueueBytes`), so the watch ended instead of buffering without
  * bound. Watch again after the last event id received.
+ *
+ * @example
+ * ```ts
+ * let after: string | undefined;
+ * try {
+ *   for await (const item of progress.watch("job-1")) if (item.kind === "event") after = item.event.id;
+ * } catch (e) {
+ *   if (isSlowConsumerError(e)) console.log("fell behind; watch again after", after);
+ * }
+ * ```
  */
 export class SlowConsumerError extends ProgressError {
   override name = "SlowConsumerError";
