@@ -37,8 +37,9 @@ export interface WatchOptions {
    * it, intermediate progress events are coalesced (the newest per operation
    * kept); terminal and other event types are always kept.
    * Coalescing is for consumers that fall behind, measured by their lag (the
-   * entries of earlier reads still unconsumed when a new read arrives), never
-   * by the size of one read: a consumer that keeps up sees every event.
+   * entries of earlier reads still unconsumed when a new read arrives, or a
+   * consumer that took over 150 ms to ask for its next item), never by the
+   * size of one read: a consumer that keeps up sees every event.
    * @default 256
    */
   readonly maxQueue?: number | undefined;
@@ -62,6 +63,8 @@ export interface WatchContext {
 }
 
 const PAGE = 500;
+/** A consumer that takes longer than this to ask for its next item, with more than `maxQueue` waiting, is behind. */
+const LAG_MS = 150;
 
 /**
  * Live entries are shared by every watcher of a key (the hub hands the same
@@ -207,6 +210,8 @@ export async function* watchStream(
 
   const queue: StreamEntry[] = [];
   let queuedBytes = 0;
+  // When the consumer was last handed an item (or woke with an empty queue): the start of its lag.
+  let handedAt = Date.now();
   let failure: Error | undefined;
   let wake: (() => void) | undefined;
   let unsubscribe = (): void => {};
@@ -260,8 +265,16 @@ export async function* watchStream(
           wake = resolve;
         });
         wake = undefined;
+        handedAt = Date.now();
       }
       if (failure instanceof SlowConsumerError) throw failure;
+      if (queue.length > maxQueue && Date.now() - handedAt > LAG_MS) {
+        // Back after falling behind: what piled up meanwhile is coalesced before it is handed over.
+        const dropped = compact(queue, maxQueue);
+        queuedBytes = 0;
+        for (const e of queue) queuedBytes += entrySize(e);
+        if (dropped > 0) ctx.metrics.increment("events_coalesced", dropped, { where: "delivery" });
+      }
       const entry = queue.shift() as StreamEntry;
       queuedBytes -= entrySize(entry);
       const event = sharedEvent(entry, op);
@@ -293,6 +306,7 @@ export async function* watchStream(
       lastId = entry.id;
       if (event.seq > lastSeq) lastSeq = event.seq;
       ctx.metrics.increment("events_delivered");
+      handedAt = Date.now();
       yield { kind: "event", event };
       if (single && isTerminal(event.status)) return;
     }
