@@ -14,6 +14,7 @@
  */
 import { createServer, get, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { createParser } from "eventsource-parser";
 import { createClient } from "redis";
@@ -232,6 +233,8 @@ const rows: string[][] = [
 ];
 console.log(textTable(head, rows));
 const m = machine();
+const ok = heapFlat && redisFlat && allCorrect;
+const outcome = `Result: **${ok ? "passed" : "FAILED"}** (1-minute load average at the end: ${loadavg()[0]?.toFixed(1)} on ${m.cores} cores; the clients run in the same process as the server).`;
 const markdown = `## Soak: ${OPS} operations x ${RATE} updates/s to ${CLIENTS} SSE clients
 
 Measured ${m.date} on ${m.cpu} (${m.cores} cores, ${m.memoryGb} GB, Node ${m.node}), a redis-server on loopback,
@@ -240,6 +243,8 @@ Flat means growth after warm-up of at most ${FLAT_RATIO * 100} % (and at least $
 Streams are capped at ${MAX_LEN} entries, so Redis memory settles once every stream is full.
 
 ${markdownTable(head, rows, [false, true])}
+
+${outcome}
 
 Samples (heap after gc / Redis used_memory): ${samples.map((s) => `${s.atS} s ${mb(s.heap)} / ${mb(s.redis)}`).join("; ")}.
 `;
@@ -251,6 +256,6 @@ await server.close();
 await publisher.close();
 await inspector.close();
 await redis.close();
-const ok = heapFlat && redisFlat && allCorrect;
+console.log(outcome);
 console.log(ok ? "soak: OK" : "soak: FAILED");
 process.exit(ok ? 0 : 1);
