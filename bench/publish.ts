@@ -119,7 +119,9 @@ function progresscast(makePort: () => StreamPort | Promise<StreamPort>, fresh = 
           if (!result.ok) throw new Error(`publish ${result.outcome}: ${JSON.stringify(result)}`);
         };
       },
-      close: () => progress.close(),
+      close: async () => {
+        await progress.close();
+      },
     };
   };
 }

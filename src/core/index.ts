@@ -21,11 +21,14 @@ export {
 export type { ProgressOptions } from "./options.ts";
 export type * from "./port.ts";
 export {
+  type FlushOptions,
+  type FlushResult,
   type HistoryOptions,
   Progress,
   type PublishOptions,
   type PublishResult,
   type Target,
+  type UnwrittenEvent,
 } from "./progress.ts";
 export type { Authorize, SseOptions, WatchTarget } from "./sse.ts";
 export { Task, type TaskEventFields, type TaskOptions } from "./task.ts";

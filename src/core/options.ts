@@ -44,12 +44,54 @@ export interface ProgressOptions {
    */
   readonly throttle?: { readonly intervalMs: number } | false | undefined;
   /**
-   * Retries of terminal events after a backend failure, with full-jitter exponential backoff.
-   * @default { attempts: 5, minDelayMs: 100, maxDelayMs: 2000 }
+   * What happens to an event the backend refuses (Redis restarting, unreachable).
+   * It is held in the outbox (see `outboxMaxEvents`) and retried with full-jitter
+   * exponential backoff between `minDelayMs` and `maxDelayMs` until the backend
+   * answers, for as long as the process lives (until `close()`).
+   *
+   * A terminal `publish` (`completed`, `failed`, `cancelled`; `task.complete()`,
+   * `task.fail()`) waits for its event to be written for up to `deadlineMs`
+   * (or `attempts` retries, when given, whichever ends first) and then resolves
+   * `published`; past that it resolves `failed` with `queued: true` and the
+   * event is still written when the backend returns. Other publishes and every
+   * `report` resolve (or return) at once: `failed` with `queued: true`, the
+   * newest update per operation written when the backend returns.
+   *
+   * @default { deadlineMs: 60000, minDelayMs: 100, maxDelayMs: 2000 }
+   * @example
+   * ```ts
+   * createProgress({ port, retry: { deadlineMs: 10_000, maxDelayMs: 500 } });
+   * ```
    */
   readonly retry?:
-    | { readonly attempts?: number; readonly minDelayMs?: number; readonly maxDelayMs?: number }
+    | {
+        /** Longest a terminal publish waits for its event to be written. @default 60000 */
+        readonly deadlineMs?: number | undefined;
+        /** Retries a terminal publish waits for (at most 20), when given; else only `deadlineMs` bounds it. @default undefined */
+        readonly attempts?: number | undefined;
+        /** Base of the backoff. @default 100 */
+        readonly minDelayMs?: number | undefined;
+        /** Longest wait between two retries. @default 2000 */
+        readonly maxDelayMs?: number | undefined;
+      }
     | undefined;
+  /**
+   * Most events held in memory, all operations together, while the backend
+   * is unreachable. Progress updates take one slot per operation (the newest
+   * wins); terminal and application events one each. When full, a held
+   * progress update is pushed out to make room for a terminal or application
+   * event; an event finding no room is dropped, logged at error and passed to `onError`.
+   * `0` holds nothing: a refused event is only reported.
+   * @default 10000
+   */
+  readonly outboxMaxEvents?: number | undefined;
+  /**
+   * Longest `close()` (and, by default, `flush()`) waits for held and
+   * in-flight events to be written. What is still unwritten then is logged at
+   * error, passed to `onError`, and listed in what `close()` resolves with.
+   * @default 10000
+   */
+  readonly closeTimeoutMs?: number | undefined;
   /**
    * Most events sent to the backend in one call when many are pending at once.
    * @default 200
@@ -101,7 +143,14 @@ export interface ResolvedOptions {
   readonly terminalTtlSeconds: number;
   readonly maxLen: number;
   readonly intervalMs: number;
-  readonly retry: { readonly attempts: number; readonly minDelayMs: number; readonly maxDelayMs: number };
+  readonly retry: {
+    readonly deadlineMs: number;
+    readonly attempts: number | undefined;
+    readonly minDelayMs: number;
+    readonly maxDelayMs: number;
+  };
+  readonly outboxMaxEvents: number;
+  readonly closeTimeoutMs: number;
   readonly maxBatch: number;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -128,9 +177,12 @@ const RULES: readonly Rule[] = [
     "false or { intervalMs: a non-negative integer }",
   ],
   ["retry", (v) => v !== null && typeof v === "object", "an object"],
+  ["retry.deadlineMs", int(0), "a non-negative integer"],
   ["retry.attempts", int(0, 20), "an integer from 0 to 20"],
   ["retry.minDelayMs", int(0), "a non-negative integer"],
   ["retry.maxDelayMs", int(0), "a non-negative integer"],
+  ["outboxMaxEvents", int(0, 10_000_000), "an integer from 0 to 10000000"],
+  ["closeTimeoutMs", int(0), "a non-negative integer"],
   ["maxBatch", int(1, 10_000), "an integer from 1 to 10000"],
   ["blockMs", int(10), "an integer of at least 10"],
   ["maxReadFailures", int(1, 1000), "an integer from 1 to 1000"],
@@ -164,10 +216,13 @@ export function resolveOptions(options: ProgressOptions): ResolvedOptions {
     maxLen: o.maxLen ?? 1000,
     intervalMs: o.throttle === false ? 0 : (o.throttle?.intervalMs ?? 250),
     retry: {
-      attempts: o.retry?.attempts ?? 5,
+      deadlineMs: o.retry?.deadlineMs ?? 60_000,
+      attempts: o.retry?.attempts,
       minDelayMs: o.retry?.minDelayMs ?? 100,
-      maxDelayMs: o.retry?.maxDelayMs ?? 2000,
+      maxDelayMs: Math.max(o.retry?.maxDelayMs ?? 2000, o.retry?.minDelayMs ?? 0),
     },
+    outboxMaxEvents: o.outboxMaxEvents ?? 10_000,
+    closeTimeoutMs: o.closeTimeoutMs ?? 10_000,
     maxBatch: o.maxBatch ?? 200,
     logger: options.logger ?? consoleLogger,
     metrics: options.metrics ?? noMetrics,

@@ -3,8 +3,10 @@ import { type ConsumeOptions, checkConsumeOptions, consumeStream, type Delivery 
 import {
   BackendError,
   ConnectionClosedError,
+  isConnectionClosedError,
   isProgressError,
   isProgressValidationError,
+  isTimeoutError,
   type ProgressError,
   ProgressValidationError,
 } from "./errors.ts";
@@ -12,11 +14,12 @@ import { Estimator } from "./estimate.ts";
 import { Hub } from "./hub.ts";
 import { noMetrics } from "./observe.ts";
 import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
+import { Outbox, type OutboxEntry, type OutboxOutcome } from "./outbox.ts";
 import type { AppendItem, AppendResult } from "./port.ts";
 import { badRequest, type SseOptions, sseResponse, type WatchTarget } from "./sse.ts";
 import { Task, type TaskOptions } from "./task.ts";
 import { Coalescer, type Held } from "./throttle.ts";
-import { backoff, sleep, toError } from "./util.ts";
+import { toError } from "./util.ts";
 import { type WatchItem, type WatchOptions, watchStream } from "./watch.ts";
 import { serveSession, type WebSocketLike, type WebSocketOptions } from "./websocket.ts";
 import {
@@ -78,9 +81,47 @@ export type PublishResult =
   | {
       readonly ok: false;
       readonly outcome: "failed";
-      /** The backend failure, after retries for terminal events. */
+      /** The backend failure (for a terminal event: the last one before `retry.deadlineMs` passed). */
       readonly error: ProgressError;
+      /**
+       * True when the event is held in the outbox and will still be written
+       * when the backend answers again (while the process lives, until `close()`);
+       * false when it is lost (the manager is closed, or the outbox was full).
+       */
+      readonly queued: boolean;
     };
+
+/** An event the backend had not taken when `flush()` or `close()` stopped waiting. */
+export interface UnwrittenEvent {
+  readonly op: string;
+  /** Event type, `progress` unless an application's own. */
+  readonly type: string;
+  readonly status: string;
+  /** Percent, when the event carries one. */
+  readonly progress?: number | undefined;
+  readonly cid?: string | undefined;
+  /** The event's time, ISO 8601. */
+  readonly ts: string;
+  /** When the backend first refused it, ISO 8601. */
+  readonly heldSince: string;
+}
+
+/** What `flush()` and `close()` resolve with. */
+export interface FlushResult {
+  /**
+   * Events still not written when the wait ended: empty when everything was
+   * written. After `flush()` they are still held and retried; after `close()` they are lost.
+   */
+  readonly unwritten: readonly UnwrittenEvent[];
+}
+
+/** Options of {@link Progress.flush}. */
+export interface FlushOptions {
+  /** Longest wait for held and in-flight events. @default the manager's `closeTimeoutMs` (10000) */
+  readonly timeoutMs?: number | undefined;
+  /** Stop waiting when this aborts. */
+  readonly signal?: AbortSignal | undefined;
+}
 
 /** Which stream to read: one operation's, or a scope's. */
 export type Target = string | { readonly scope: string };
@@ -109,11 +150,12 @@ export class Progress implements AsyncDisposable {
   readonly internals: ManagerInternals;
   readonly #o: ResolvedOptions;
   readonly #batcher: Batcher;
+  readonly #outbox: Outbox;
   readonly #coalescer: Coalescer<PublishOptions>;
   readonly #estimator = new Estimator();
   readonly #reports = new Set<Promise<unknown>>();
   readonly #closing = new AbortController();
-  #closed: Promise<void> | undefined;
+  #closed: Promise<FlushResult> | undefined;
   #hub: Hub | undefined;
   readonly #cancelListeners = new Map<string, Set<(reason: string) => void>>();
 
@@ -127,6 +169,30 @@ export class Progress implements AsyncDisposable {
       o.maxBatch,
     );
     this.#coalescer = new Coalescer<PublishOptions>(o.intervalMs, (held) => this.#writeHeld(held));
+    this.#outbox = new Outbox(
+      { maxEvents: o.outboxMaxEvents, minDelayMs: o.retry.minDelayMs, maxDelayMs: o.retry.maxDelayMs },
+      {
+        send: (items) => this.#sendHeld(items),
+        written: (entry, result) => {
+          this.#o.logger.info?.("held event written", {
+            op: entry.op,
+            cid: entry.cid,
+            heldMs: Date.now() - entry.since,
+            tries: entry.tries,
+          });
+          this.#settle(entry.op, entry.cid, result);
+        },
+        dropped: (entry, error) => this.#fail(error, entry.op, entry.cid, "event dropped"),
+        retrying: (entries, error, delayMs) => {
+          this.#o.metrics.increment("publish_retries", entries.length);
+          this.#o.logger.warn?.("backend unreachable, events held", {
+            held: this.#outbox.size,
+            retryInMs: delayMs,
+            error,
+          });
+        },
+      },
+    );
     this.internals = { options: o, closed: () => this.#closed !== undefined, signal: this.#closing.signal };
   }
 
@@ -139,6 +205,15 @@ export class Progress implements AsyncDisposable {
    * Publish one event and wait for the backend's answer. The event is
    * appended to the operation's stream and merged into its snapshot atomically.
    *
+   * When the backend cannot be reached, the event is held in memory (the
+   * outbox) and written as soon as it answers again, in order per operation.
+   * A terminal event (`completed`, `failed`, `cancelled`) waits for that, up to
+   * `retry.deadlineMs` (60 s by default), and resolves `published`; past the
+   * deadline it resolves `failed` with `queued: true` and is still written
+   * later. Any other event resolves `failed` with `queued: true` at once, and
+   * the newest held update of its operation is written later. An event of an
+   * operation whose earlier events are held queues behind them.
+   *
    * @returns what happened: published (with id, seq and any cancellation), refused by the ordering rules, or failed.
    * @throws {ProgressValidationError} for bad input only; a backend failure is returned, never thrown.
    * @example
@@ -148,14 +223,16 @@ export class Progress implements AsyncDisposable {
    * ```
    */
   async publish(op: string, update: ProgressUpdate, options: PublishOptions = {}): Promise<PublishResult> {
-    const item = this.#prepare(op, update, options);
+    const item = this.#prepare(op, update, options ?? {});
     this.#coalescer.flushOp(op);
-    return await this.#send(item, update.cid);
+    return await this.#send(item, update.cid, true);
   }
 
   /**
    * Report progress without waiting: coalesced per operation (see `throttle`),
-   * never throws. Bad input and backend failures go to `logger` and `onError`.
+   * never throws, whatever it is given. Bad input goes to `logger` and
+   * `onError` as a {@link ProgressValidationError}; a backend failure too, and
+   * the newest update per operation is held and written when the backend answers again.
    *
    * @example
    * ```ts
@@ -164,22 +241,22 @@ export class Progress implements AsyncDisposable {
    * ```
    */
   report(op: string, update: ProgressUpdate, options: PublishOptions = {}): void {
-    if (this.#o.intervalMs === 0 || options.restart === true) {
-      // A restart is never coalesced away: what is held of the previous attempt goes first.
-      this.#coalescer.flushOp(op);
-      this.#writeHeld({ op, update, options });
-      return;
-    }
-    // Refuse bad input now, while the caller's stack is there; the held update is encoded
-    // (and sampled for the estimate) once, when it is written.
     try {
+      const o: PublishOptions = options ?? {};
+      if (this.#o.intervalMs === 0 || o.restart === true) {
+        // A restart is never coalesced away: what is held of the previous attempt goes first.
+        this.#coalescer.flushOp(op);
+        this.#writeHeld({ op, update, options: o });
+        return;
+      }
+      // Refuse bad input now, while the caller's stack is there; the held update is encoded
+      // (and sampled for the estimate) once, when it is written.
       encodeUpdate(op, update);
-      if (options.scope !== undefined) assertId(options.scope, "scope");
+      if (o.scope !== undefined) assertId(o.scope, "scope");
+      if (this.#coalescer.offer(op, update, o)) this.#o.metrics.increment("events_coalesced");
     } catch (error) {
-      this.#fail(toError(error), op, update?.cid);
-      return;
+      this.#fail(asValidationError(error, update), typeof op === "string" ? op : String(op), cidOf(update));
     }
-    if (this.#coalescer.offer(op, update, options)) this.#o.metrics.increment("events_coalesced");
   }
 
   /**
@@ -396,22 +473,74 @@ export class Progress implements AsyncDisposable {
     );
   }
 
-  /** Write every held report and wait for every write in flight. Never throws. */
-  async flush(): Promise<void> {
-    this.#coalescer.flush();
-    await this.#batcher.idle();
-    while (this.#reports.size > 0) await Promise.allSettled([...this.#reports]);
+  /**
+   * Write every held report, and wait for every write in flight and every
+   * event held while the backend was unreachable, for at most `timeoutMs`
+   * (the manager's `closeTimeoutMs`, 10 s by default). Never throws.
+   *
+   * @returns the events still unwritten when the wait ended (still held, still retried).
+   * @example
+   * ```ts
+   * const { unwritten } = await progress.flush({ timeoutMs: 5000 });
+   * if (unwritten.length > 0) console.warn("Redis is still away", unwritten);
+   * ```
+   */
+  async flush(options: FlushOptions = {}): Promise<FlushResult> {
+    const timeoutMs =
+      Number.isFinite(options?.timeoutMs) && (options?.timeoutMs ?? -1) >= 0
+        ? (options?.timeoutMs ?? 0)
+        : this.#o.closeTimeoutMs;
+    const stop = new AbortController();
+    const timer = setTimeout(() => stop.abort(), timeoutMs);
+    const outer = options?.signal;
+    const onAbort = (): void => stop.abort();
+    if (outer?.aborted) stop.abort();
+    outer?.addEventListener("abort", onAbort, { once: true });
+    const stopped = new Promise<void>((resolve) => {
+      if (stop.signal.aborted) resolve();
+      stop.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    try {
+      this.#coalescer.flush();
+      await Promise.race([this.#drain(stop.signal), stopped]);
+    } finally {
+      clearTimeout(timer);
+      outer?.removeEventListener("abort", onAbort);
+      stop.abort();
+    }
+    return { unwritten: this.#outbox.entries().map(describeHeld) };
   }
 
   /**
-   * Flush, stop every watcher, then close the backend (which closes only what
-   * it opened, never a client you passed in). Idempotent.
+   * Flush (waiting at most `closeTimeoutMs`), stop every watcher, then close
+   * the backend (which closes only what it opened, never a client you passed
+   * in). Events the backend still had not taken are given up: each is logged
+   * at error and passed to `onError`, and listed in the result. Idempotent:
+   * every call resolves with the same result. Never throws.
+   *
+   * @returns `{ unwritten }`: the events that could not be written (empty when all were).
+   * @example
+   * ```ts
+   * const { unwritten } = await progress.close();
+   * for (const e of unwritten) console.error(`lost: ${e.op} ${e.status}`);
+   * ```
    */
-  close(): Promise<void> {
+  close(): Promise<FlushResult> {
     this.#closed ??= (async () => {
-      await this.flush();
+      await this.flush({ timeoutMs: this.#o.closeTimeoutMs });
+      const error = new ConnectionClosedError(
+        `Not written: the backend did not take it within closeTimeoutMs (${this.#o.closeTimeoutMs} ms) of close()`,
+      );
+      const left = this.#outbox.stop(error);
+      const unwritten = left.map(describeHeld);
+      for (const entry of left) this.#fail(error, entry.op, entry.cid, "event not written before close");
       this.#closing.abort(new ConnectionClosedError("The progress manager was closed"));
-      await this.#o.port.close();
+      try {
+        await this.#o.port.close();
+      } catch (cause) {
+        this.#o.logger.warn?.("closing the backend failed", { error: toError(cause) });
+      }
+      return { unwritten };
     })();
     return this.#closed;
   }
@@ -481,15 +610,15 @@ export class Progress implements AsyncDisposable {
     try {
       item = this.#prepare(held.op, held.update, held.options);
     } catch (error) {
-      // `update` may be anything a caller passed (null included): report() never throws.
-      this.#fail(toError(error), held.op, held.update?.cid);
+      this.#fail(asValidationError(error, held.update), held.op, cidOf(held.update));
       return;
     }
-    const sent = this.#send(item, held.update.cid);
+    const sent = this.#send(item, held.update.cid, false);
     this.#reports.add(sent);
     void sent.finally(() => this.#reports.delete(sent));
   }
 
+<<<<<<< HEAD
   async #send(item: AppendItem, cid: string | undefined): Promise<PublishResult> {
     const op = item.fields.op ?? "";
     if (this.#closed && this.#closing.signal.aborted) {
@@ -534,17 +663,207 @@ export class Progress implements AsyncDisposable {
       this.#o.logger.debug?.("update refused", { op, cid, reason: result.refused });
       return { ok: false, outcome: "refused", reason: result.refused, seq: result.seq, cancelled: result.cancelled };
     }
+=======
+  /** Wait for reports, batches and held events until none is left or `signal` aborts. */
+  async #drain(signal: AbortSignal): Promise<void> {
+    do {
+      await this.#batcher.idle();
+      while (this.#reports.size > 0 && !signal.aborted) await Promise.allSettled([...this.#reports]);
+      await this.#outbox.idle(signal);
+    } while (!signal.aborted && (this.#reports.size > 0 || this.#outbox.size > 0));
+>>>>>>> f765811 (Publishing survives a Redis restart: refused events held in a bounded outbox and written in order when the backend returns; terminal publishes wait up to retry.deadlineMs; flush()/close() bounded by closeTimeoutMs and report what is unwritten; report() never throws)
   }
 
-  #fail(error: Error, op: string, cid: string | undefined): void {
-    const message = error.message;
-    const e: ProgressError = isProgressError(error) ? error : new BackendError(message, { cause: error });
-    this.#o.metrics.increment("publish_failures");
-    this.#o.logger.error?.("publish failed", { op, cid, error: e });
+  /**
+   * Send one event. `waits`: a terminal event waits for a backend that is
+   * away (up to the retry deadline); a report does not.
+   */
+  async #send(item: AppendItem, cid: string | undefined, waits: boolean): Promise<PublishResult> {
+    const op = item.fields.op ?? "";
+    if (this.#closing.signal.aborted) {
+      const error = new ConnectionClosedError("The progress manager is closed; create a new one to publish");
+      this.#fail(error, op, cid);
+      return { ok: false, outcome: "failed", error, queued: false };
+    }
+    const started = Date.now();
+    if (this.#outbox.has(op)) {
+      // Earlier events of this operation are held: this one goes behind them, never ahead.
+      const error = new BackendError(
+        `Held behind earlier events of operation "${op}" that the ${this.#o.port.name} backend has not taken yet`,
+      );
+      return await this.#hold(item, cid, waits, error, started);
+    }
+    const timed = this.#o.metrics !== noMetrics;
+    const t0 = timed ? performance.now() : 0;
+    let result: AppendResult;
+    try {
+      result = await this.#batcher.append(item);
+    } catch (cause) {
+      const error = isProgressError(cause) ? cause : new BackendError(String(cause), { cause });
+      return await this.#hold(item, cid, waits, error, started);
+    }
+    if (timed) this.#o.metrics.observe("publish_latency_ms", performance.now() - t0);
+    // The backend answers: write what it refused earlier now rather than after the backoff.
+    if (this.#outbox.size > 0) this.#outbox.kick();
+    return this.#settle(op, cid, result);
+  }
+
+  /** Keep a refused event in the outbox; a waiting terminal publish waits for it there. */
+  async #hold(
+    item: AppendItem,
+    cid: string | undefined,
+    waits: boolean,
+    error: ProgressError,
+    started: number,
+  ): Promise<PublishResult> {
+    const op = item.fields.op ?? "";
+    if (this.#closing.signal.aborted) {
+      this.#fail(error, op, cid);
+      return { ok: false, outcome: "failed", error, queued: false };
+    }
+    const entry = this.#outbox.put(op, item, cid);
+    if (!entry) return { ok: false, outcome: "failed", error, queued: false };
+    const { attempts, deadlineMs } = this.#o.retry;
+    if (!item.terminal || !waits || attempts === 0 || deadlineMs === 0) {
+      this.#fail(error, op, cid, "publish failed, event held for retry");
+      return { ok: false, outcome: "failed", error, queued: true };
+    }
+    this.#o.logger.warn?.("publish failed, retrying", { op, cid, error });
+    const outcome = await this.#waitFor(entry, started + deadlineMs, attempts);
+    if (outcome.kind === "written") return toPublishResult(outcome.result);
+    if (outcome.kind === "dropped") {
+      return { ok: false, outcome: "failed", error: asProgressError(outcome.error), queued: false };
+    }
+    const last = outcome.error === undefined ? error : asProgressError(outcome.error);
+    this.#fail(last, op, cid, "publish failed, event held for retry");
+    return { ok: false, outcome: "failed", error: last, queued: true };
+  }
+
+  /** Wait until a held entry is written or given up, `deadline` passes, or `attempts` retries failed. */
+  #waitFor(
+    entry: OutboxEntry,
+    deadline: number,
+    attempts: number | undefined,
+  ): Promise<OutboxOutcome | { readonly kind: "late"; readonly error: Error | undefined }> {
+    return new Promise((resolve) => {
+      let lastError: Error | undefined;
+      const done = (outcome: OutboxOutcome | { readonly kind: "late"; readonly error: Error | undefined }): void => {
+        clearTimeout(timer);
+        entry.listeners.delete(listener);
+        resolve(outcome);
+      };
+      const listener = (outcome: OutboxOutcome): void => {
+        if (outcome.kind !== "failed") {
+          done(outcome);
+          return;
+        }
+        lastError = outcome.error;
+        if (attempts !== undefined && outcome.tries >= attempts) done({ kind: "late", error: lastError });
+      };
+      const timer = setTimeout(() => done({ kind: "late", error: lastError }), Math.max(0, deadline - Date.now()));
+      entry.listeners.add(listener);
+    });
+  }
+
+  /** Send held events (heads of distinct operations); a bad one fails alone. Never rejects. */
+  async #sendHeld(items: readonly AppendItem[]): Promise<Array<AppendResult | Error>> {
+    const options = {
+      ttlSeconds: this.#o.ttlSeconds,
+      maxLen: this.#o.maxLen,
+      terminalTtlSeconds: this.#o.terminalTtlSeconds,
+    };
+    const call = async (chunk: readonly AppendItem[]): Promise<Array<AppendResult | Error>> => {
+      try {
+        const results = await this.#o.port.append(chunk, options);
+        return chunk.map(
+          (_, i) =>
+            results[i] ??
+            new BackendError(`The ${this.#o.port.name} backend answered ${results.length} of ${chunk.length}`),
+        );
+      } catch (cause) {
+        const error = toError(cause);
+        // One event the backend rejects (a key of the wrong type) must not hold back the others:
+        // unless the connection itself is down, try each alone.
+        if (chunk.length > 1 && !isConnectionClosedError(error) && !isTimeoutError(error)) {
+          return await Promise.all(chunk.map(async (item) => (await call([item]))[0] ?? error));
+        }
+        return chunk.map(() => error);
+      }
+    };
+    const out: Array<AppendResult | Error> = [];
+    for (let i = 0; i < items.length; i += this.#o.maxBatch) {
+      for (const r of await call(items.slice(i, i + this.#o.maxBatch))) out.push(r);
+    }
+    return out;
+  }
+
+  /** Count, log and tell cancel listeners about a backend answer. */
+  #settle(op: string, cid: string | undefined, result: AppendResult): PublishResult {
+    if (result.cancelled !== null) {
+      for (const listener of this.#cancelListeners.get(op) ?? []) listener(result.cancelled);
+    }
+    if (result.ok) this.#o.metrics.increment("events_published");
+    else {
+      this.#o.metrics.increment("events_refused", 1, { reason: result.refused });
+      this.#o.logger.debug?.("update refused", { op, cid, reason: result.refused });
+    }
+    return toPublishResult(result);
+  }
+
+  #fail(error: Error, op: string, cid: string | undefined, what = "publish failed"): void {
+    const e = asProgressError(error);
+    try {
+      this.#o.metrics.increment("publish_failures");
+      this.#o.logger.error?.(what, { op, cid, error: e });
+    } catch {
+      // A throwing logger or metrics sink must not break the job either.
+    }
     try {
       this.#o.onError?.(e, cid === undefined ? { op } : { op, cid });
     } catch {
       // onError must not break the job.
     }
   }
+}
+
+function asProgressError(error: Error): ProgressError {
+  if (isProgressError(error)) return error;
+  const e: Error = error;
+  return new BackendError(e.message, { cause: e });
+}
+
+function toPublishResult(result: AppendResult): PublishResult {
+  return result.ok
+    ? { ok: true, outcome: "published", id: result.id, seq: result.seq, cancelled: result.cancelled }
+    : { ok: false, outcome: "refused", reason: result.refused, seq: result.seq, cancelled: result.cancelled };
+}
+
+/** Anything thrown while reading a caller's input, as the validation error it is. */
+function asValidationError(error: unknown, update: unknown): ProgressValidationError {
+  if (isProgressValidationError(error)) return error;
+  return new ProgressValidationError("update", update, `could not be read (${toError(error).message})`);
+}
+
+/** The correlation id of anything given as an update, without throwing. */
+function cidOf(update: unknown): string | undefined {
+  try {
+    const cid = update !== null && typeof update === "object" ? (update as { cid?: unknown }).cid : undefined;
+    return typeof cid === "string" ? cid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function describeHeld(entry: OutboxEntry): UnwrittenEvent {
+  const f = entry.item.fields;
+  const progress = f.progress === undefined ? undefined : Number(f.progress);
+  return {
+    op: entry.op,
+    type: f.type ?? "progress",
+    status: f.status ?? "running",
+    ...(progress !== undefined ? { progress } : {}),
+    ...(entry.cid !== undefined ? { cid: entry.cid } : {}),
+    ts: f.ts ?? "",
+    heldSince: new Date(entry.since).toISOString(),
+  };
 }
