@@ -5,7 +5,8 @@ import { backoff } from "./util.ts";
 /** What became of an event held in the outbox, as told to whoever waits for it. */
 export type OutboxOutcome =
   | { readonly kind: "written"; readonly result: AppendResult }
-  | { readonly kind: "failed"; readonly error: Error; readonly tries: number }
+  /** An attempt that would have written it (or an earlier event of its operation) failed. */
+  | { readonly kind: "failed"; readonly error: Error }
   | { readonly kind: "dropped"; readonly error: Error };
 
 /** One event the backend has not taken yet. */
@@ -78,6 +79,7 @@ export class Outbox {
   #running = false;
   #stopped = false;
   #wake: (() => void) | undefined;
+  #sleepingSince = 0;
   #idle: Array<() => void> = [];
 
   constructor(settings: OutboxSettings, hooks: OutboxHooks) {
@@ -124,9 +126,10 @@ export class Outbox {
     return entry;
   }
 
-  /** Try again now instead of after the current backoff (the backend just answered a publish). */
+  /** Try again soon instead of after the current backoff (the backend just answered a publish). */
   kick(): void {
-    this.#wake?.();
+    // At most one extra round per minDelayMs, however many publishes succeed meanwhile.
+    if (Date.now() - this.#sleepingSince >= this.#settings.minDelayMs) this.#wake?.();
   }
 
   /** Resolves when nothing is held, or when `signal` aborts. */
@@ -215,7 +218,8 @@ export class Outbox {
         if (result instanceof Error) {
           failed.push(head);
           lastError = result;
-          this.#tell(head, { kind: "failed", error: result, tries: head.tries });
+          // Everything queued behind the head waited through this attempt too.
+          for (const entry of this.#queues.get(head.op) ?? []) this.#tell(entry, { kind: "failed", error: result });
           return;
         }
         this.#remove(head);
@@ -255,6 +259,7 @@ export class Outbox {
       };
       const timer = setTimeout(done, ms);
       this.#wake = done;
+      this.#sleepingSince = Date.now();
     });
   }
 

@@ -691,7 +691,7 @@ export class Progress implements AsyncDisposable {
       const error = new BackendError(
         `Held behind earlier events of operation "${op}" that the ${this.#o.port.name} backend has not taken yet`,
       );
-      return await this.#hold(item, cid, waits, error, started);
+      return await this.#hold(item, cid, waits, error, started, false);
     }
     const timed = this.#o.metrics !== noMetrics;
     const t0 = timed ? performance.now() : 0;
@@ -700,7 +700,7 @@ export class Progress implements AsyncDisposable {
       result = await this.#batcher.append(item);
     } catch (cause) {
       const error = isProgressError(cause) ? cause : new BackendError(String(cause), { cause });
-      return await this.#hold(item, cid, waits, error, started);
+      return await this.#hold(item, cid, waits, error, started, true);
     }
     if (timed) this.#o.metrics.observe("publish_latency_ms", performance.now() - t0);
     // The backend answers: write what it refused earlier now rather than after the backoff.
@@ -715,6 +715,7 @@ export class Progress implements AsyncDisposable {
     waits: boolean,
     error: ProgressError,
     started: number,
+    refused: boolean,
   ): Promise<PublishResult> {
     const op = item.fields.op ?? "";
     if (this.#closing.signal.aborted) {
@@ -724,6 +725,11 @@ export class Progress implements AsyncDisposable {
     const entry = this.#outbox.put(op, item, cid);
     if (!entry) return { ok: false, outcome: "failed", error, queued: false };
     const { attempts, deadlineMs } = this.#o.retry;
+    if (!refused && !waits) {
+      // A report joining its operation's held events: the failure was reported when they were refused.
+      this.#o.logger.debug?.("report held behind earlier events", { op, cid });
+      return { ok: false, outcome: "failed", error, queued: true };
+    }
     if (!item.terminal || !waits || attempts === 0 || deadlineMs === 0) {
       this.#fail(error, op, cid, "publish failed, event held for retry");
       return { ok: false, outcome: "failed", error, queued: true };
@@ -747,6 +753,7 @@ export class Progress implements AsyncDisposable {
   ): Promise<OutboxOutcome | { readonly kind: "late"; readonly error: Error | undefined }> {
     return new Promise((resolve) => {
       let lastError: Error | undefined;
+      let failures = 0;
       const done = (outcome: OutboxOutcome | { readonly kind: "late"; readonly error: Error | undefined }): void => {
         clearTimeout(timer);
         entry.listeners.delete(listener);
@@ -758,7 +765,8 @@ export class Progress implements AsyncDisposable {
           return;
         }
         lastError = outcome.error;
-        if (attempts !== undefined && outcome.tries >= attempts) done({ kind: "late", error: lastError });
+        failures++;
+        if (attempts !== undefined && failures >= attempts) done({ kind: "late", error: lastError });
       };
       const timer = setTimeout(() => done({ kind: "late", error: lastError }), Math.max(0, deadline - Date.now()));
       entry.listeners.add(listener);

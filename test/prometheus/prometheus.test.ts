@@ -265,7 +265,12 @@ describe("prometheusMetrics", () => {
 
   it("counts a publish the backend rejects in publish_failures, and retries of terminal events", async () => {
     const port = memory();
-    const { progress, scrape } = setup({ port, retry: { attempts: 2, minDelayMs: 1, maxDelayMs: 1 } });
+    // A closed backend never comes back: close() need not wait for the held events.
+    const { progress, scrape } = setup({
+      port,
+      retry: { attempts: 2, minDelayMs: 1, maxDelayMs: 1 },
+      closeTimeoutMs: 50,
+    });
     await port.close();
     const failed = await progress.publish("op-4", { progress: 10 });
     expect(failed.ok).toBe(false);
