@@ -700,6 +700,11 @@ export class Progress implements AsyncDisposable {
       result = await this.#batcher.append(item);
     } catch (cause) {
       const error = isProgressError(cause) ? cause : new BackendError(String(cause), { cause });
+      if (isProgressValidationError(error)) {
+        // The backend refused the event itself: holding it would only retry it forever.
+        this.#fail(error, op, cid);
+        return { ok: false, outcome: "failed", error, queued: false };
+      }
       return await this.#hold(item, cid, waits, error, started, true);
     }
     if (timed) this.#o.metrics.observe("publish_latency_ms", performance.now() - t0);
