@@ -618,52 +618,6 @@ export class Progress implements AsyncDisposable {
     void sent.finally(() => this.#reports.delete(sent));
   }
 
-<<<<<<< HEAD
-  async #send(item: AppendItem, cid: string | undefined): Promise<PublishResult> {
-    const op = item.fields.op ?? "";
-    if (this.#closed && this.#closing.signal.aborted) {
-      const error = new ConnectionClosedError("The progress manager is closed; create a new one to publish");
-      this.#fail(error, op, cid);
-      return { ok: false, outcome: "failed", error };
-    }
-    const attempts = item.terminal ? this.#o.retry.attempts : 0;
-    const timed = this.#o.metrics !== noMetrics;
-    const started = timed ? performance.now() : 0;
-    for (let attempt = 0; ; attempt++) {
-      let result: AppendResult;
-      try {
-        result = await this.#batcher.append(item);
-      } catch (cause) {
-        const error = isProgressError(cause) ? cause : new BackendError(String(cause), { cause });
-        if (attempt < attempts && !this.#closing.signal.aborted) {
-          this.#o.metrics.increment("publish_retries");
-          this.#o.logger.warn?.("publish failed, retrying", { op, cid, attempt: attempt + 1, error });
-          await sleep(backoff(attempt, this.#o.retry.minDelayMs, this.#o.retry.maxDelayMs), this.#closing.signal);
-          continue;
-        }
-        this.#fail(error, op, cid);
-        return { ok: false, outcome: "failed", error };
-      }
-      if (timed) this.#o.metrics.observe("publish_latency_ms", performance.now() - started);
-      if (result.cancelled !== null) {
-        for (const listener of this.#cancelListeners.get(op) ?? []) listener(result.cancelled);
-      }
-      if (result.ok) {
-        this.#o.metrics.increment("events_published");
-        return {
-          ok: true,
-          outcome: "published",
-          id: result.id,
-          seq: result.seq,
-          cancelled: result.cancelled,
-          attempt: result.attempt,
-        };
-      }
-      this.#o.metrics.increment("events_refused", 1, { reason: result.refused });
-      this.#o.logger.debug?.("update refused", { op, cid, reason: result.refused });
-      return { ok: false, outcome: "refused", reason: result.refused, seq: result.seq, cancelled: result.cancelled };
-    }
-=======
   /** Wait for reports, batches and held events until none is left or `signal` aborts. */
   async #drain(signal: AbortSignal): Promise<void> {
     do {
@@ -671,7 +625,6 @@ export class Progress implements AsyncDisposable {
       while (this.#reports.size > 0 && !signal.aborted) await Promise.allSettled([...this.#reports]);
       await this.#outbox.idle(signal);
     } while (!signal.aborted && (this.#reports.size > 0 || this.#outbox.size > 0));
->>>>>>> f765811 (Publishing survives a Redis restart: refused events held in a bounded outbox and written in order when the backend returns; terminal publishes wait up to retry.deadlineMs; flush()/close() bounded by closeTimeoutMs and report what is unwritten; report() never throws)
   }
 
   /**
@@ -847,7 +800,14 @@ function asProgressError(error: Error): ProgressError {
 
 function toPublishResult(result: AppendResult): PublishResult {
   return result.ok
-    ? { ok: true, outcome: "published", id: result.id, seq: result.seq, cancelled: result.cancelled }
+    ? {
+        ok: true,
+        outcome: "published",
+        id: result.id,
+        seq: result.seq,
+        cancelled: result.cancelled,
+        attempt: result.attempt,
+      }
     : { ok: false, outcome: "refused", reason: result.refused, seq: result.seq, cancelled: result.cancelled };
 }
 
