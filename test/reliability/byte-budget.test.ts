@@ -27,7 +27,9 @@ describe("a client that never reads", () => {
       maxLen: 5000,
       metrics: { increment() {}, observe() {}, gauge: (name, value) => gauges.set(name, value) },
     });
-    cleanup.push(() => progress.close());
+    cleanup.push(async () => {
+      await progress.close();
+    });
     return { progress, watchers: () => gauges.get("watchers_active") ?? 0 };
   };
   const listen = async (server: Server): Promise<number> => {
