@@ -6,7 +6,7 @@ import { type RedisServer, startRedis } from "../support/redis-server.ts";
 import { collect, seqs, until } from "./helpers.ts";
 
 describe("a Redis restart", () => {
-  const open: Array<{ close(): Promise<void> }> = [];
+  const open: Array<{ close(): Promise<unknown> }> = [];
   afterEach(async () => {
     for (const o of open.splice(0).reverse()) await o.close();
   });
