@@ -8,6 +8,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { LEGACY_APPEND_SCRIPT, LEGACY_APPEND_SHA } from "../src/core/legacy.ts";
 import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA } from "../src/core/lua.ts";
 
 /** Every generated file, relative to the repository root, with its content. */
@@ -16,6 +17,7 @@ export function generatedLua(): Record<string, string> {
     {
       append: { file: "append.lua", sha1: APPEND_SHA },
       cancel: { file: "cancel.lua", sha1: CANCEL_SHA },
+      appendLegacy: { file: "append-legacy.lua", sha1: LEGACY_APPEND_SHA },
     },
     null,
     2,
@@ -24,6 +26,7 @@ export function generatedLua(): Record<string, string> {
   for (const dir of ["lua", "python/progresscast/lua"]) {
     files[`${dir}/append.lua`] = APPEND_SCRIPT;
     files[`${dir}/cancel.lua`] = CANCEL_SCRIPT;
+    files[`${dir}/append-legacy.lua`] = LEGACY_APPEND_SCRIPT;
     files[`${dir}/scripts.json`] = manifest;
   }
   return files;

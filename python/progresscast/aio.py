@@ -6,7 +6,7 @@ import time
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from .publisher import Update, _Settings, log, split
-from .script import APPEND_SCRIPT, Item, PublishResult, decode_append
+from .script import Item, PublishResult, decode_append
 from .task import AsyncTask
 from .wire import ProgressValidationError
 
@@ -30,12 +30,13 @@ class AsyncProgressPublisher:
         throttle_seconds: float = 0.25,
         retry_attempts: int = 5,
         on_error: Optional[Callable[[BaseException, str], None]] = None,
+        legacy: Any = None,
     ) -> None:
         self._s = _Settings(
-            prefix, ttl_seconds, terminal_ttl_seconds, max_len, throttle_seconds, retry_attempts, on_error
+            prefix, ttl_seconds, terminal_ttl_seconds, max_len, throttle_seconds, retry_attempts, on_error, legacy
         )
         self._redis = redis
-        self._script = redis.register_script(APPEND_SCRIPT)
+        self._script = redis.register_script(self._s.source)
         self._last: Dict[str, Tuple[float, str]] = {}
         self._held: Dict[str, Tuple[Update, Dict[str, Any]]] = {}
         self._timers: Dict[str, asyncio.TimerHandle] = {}

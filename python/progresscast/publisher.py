@@ -7,7 +7,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .script import APPEND_SCRIPT, Item, PublishResult, decode_append, encode_append
+from .legacy import Legacy, encode_section
+from .script import APPEND_SCRIPT, LEGACY_APPEND_SCRIPT, Item, PublishResult, decode_append, encode_append
 from .wire import (
     PREFIX_PATTERN,
     TERMINAL_STATUSES,
@@ -40,6 +41,7 @@ class _Settings:
         throttle_seconds: float,
         retry_attempts: int,
         on_error: Optional[Callable[[BaseException, str], None]],
+        legacy: Any = None,
     ) -> None:
         if not isinstance(prefix, str) or not PREFIX_PATTERN.fullmatch(prefix):
             raise ProgressValidationError("prefix", prefix, "must be 1 to 64 of A-Z a-z 0-9 _ . : -")
@@ -52,6 +54,8 @@ class _Settings:
         self.throttle_seconds = float(throttle_seconds)
         self.retry_attempts = _int_option("retry_attempts", retry_attempts, 0)
         self.on_error = on_error
+        self.legacy: Optional[Legacy] = None if legacy is None else Legacy.parse(legacy)
+        self.source = APPEND_SCRIPT if self.legacy is None else LEGACY_APPEND_SCRIPT
 
     def events_key(self, op: str) -> str:
         return "%s:{%s}:events" % (self.prefix, op)
@@ -79,7 +83,11 @@ class _Settings:
         )
 
     def args(self, item: Item) -> Tuple[list, list]:
-        return encode_append([item], self.ttl_seconds, self.max_len, self.terminal_ttl_seconds)
+        keys, args = encode_append([item], self.ttl_seconds, self.max_len, self.terminal_ttl_seconds)
+        if self.legacy is not None:
+            writes = self.legacy.writes(item.fields, item.state_key)
+            args += encode_section(keys, [writes], self.ttl_seconds, self.max_len)
+        return keys, args
 
     def failed(self, error: BaseException, op: str) -> PublishResult:
         log.error("progresscast publish failed", extra={"op": op, "error": repr(error)})
@@ -109,6 +117,12 @@ class ProgressPublisher:
     into ``<prefix>:{<op>}:state``, ``seq`` assigned by Redis. Safe to share
     between threads.
 
+    ``legacy`` (``"chunking"``, ``"importProgress"``, ``"operations"``, or a
+    dict with ``layout``, ``statuses``, ``namespace``) also writes each event
+    the way that older layout's readers expect it, in the same call (see
+    docs/migrating.md); ``result.subscribers`` then counts the receivers of an
+    ``importProgress`` publish.
+
     Example::
 
         publisher = ProgressPublisher(redis.Redis.from_url(url))
@@ -125,12 +139,13 @@ class ProgressPublisher:
         throttle_seconds: float = 0.25,
         retry_attempts: int = 5,
         on_error: Optional[Callable[[BaseException, str], None]] = None,
+        legacy: Any = None,
     ) -> None:
         self._s = _Settings(
-            prefix, ttl_seconds, terminal_ttl_seconds, max_len, throttle_seconds, retry_attempts, on_error
+            prefix, ttl_seconds, terminal_ttl_seconds, max_len, throttle_seconds, retry_attempts, on_error, legacy
         )
         self._redis = redis
-        self._script = redis.register_script(APPEND_SCRIPT)
+        self._script = redis.register_script(self._s.source)
         self._lock = threading.Lock()
         self._last: Dict[str, Tuple[float, str]] = {}
         self._held: Dict[str, Tuple[Update, Dict[str, Any]]] = {}

@@ -24,6 +24,7 @@ def _read(name: str) -> str:
 
 
 APPEND_SCRIPT = _read("append.lua")
+LEGACY_APPEND_SCRIPT = _read("append-legacy.lua")
 CANCEL_SCRIPT = _read("cancel.lua")
 _MANIFEST = json.loads(_read("scripts.json"))
 APPEND_SHA = _MANIFEST["append"]["sha1"]
@@ -88,6 +89,7 @@ class PublishResult:
     cancelled: Optional[str] = None
     reason: Optional[str] = None
     error: Optional[BaseException] = None
+    subscribers: Optional[int] = None
 
     @property
     def ok(self) -> bool:
@@ -104,7 +106,10 @@ def decode_append(reply: Any, count: int) -> List[PublishResult]:
         seq = int(row[2])
         cancelled = _text(row[3]) if len(row) > 3 else None
         if code == "ok":
-            out.append(PublishResult("published", id=_text(row[1]), seq=seq, cancelled=cancelled))
+            subscribers = int(row[4]) if len(row) > 4 and row[4] is not None else None
+            out.append(
+                PublishResult("published", id=_text(row[1]), seq=seq, cancelled=cancelled, subscribers=subscribers)
+            )
         elif code in ("backwards", "terminal"):
             out.append(PublishResult("refused", seq=seq, cancelled=cancelled, reason=code))
         else:

@@ -1,6 +1,7 @@
 import type { ProgressError } from "./errors.ts";
 import { ProgressValidationError } from "./errors.ts";
 import { defaultKeys, type KeyStrategy } from "./keys.ts";
+import { type LegacyLayout, type LegacyOptions, nativeKeys, type ResolvedLegacy, resolveLegacy } from "./legacy.ts";
 import { consoleLogger, type Logger, type Metrics, noMetrics } from "./observe.ts";
 import type { StreamPort } from "./port.ts";
 
@@ -133,6 +134,19 @@ export interface ProgressOptions {
    * @default true
    */
   readonly estimate?: boolean | undefined;
+  /**
+   * Legacy mode while moving over from an older layout: every event is also
+   * written the way that layout's readers expect it (`chunking`,
+   * `importProgress`, `operations`), in the same atomic call. Native keys that
+   * would collide with the old ones move to the default strategy's names.
+   * Redis backends only (the memory backend ignores it). See docs/migrating.md.
+   * @default none
+   * @example
+   * ```ts
+   * createProgress({ port, legacy: { layout: "importProgress", statuses: { completed: "done" } } });
+   * ```
+   */
+  readonly legacy?: LegacyLayout | LegacyOptions | undefined;
 }
 
 /** Options after parsing: every default applied. */
@@ -159,6 +173,7 @@ export interface ResolvedOptions {
   readonly maxReadFailures: number;
   readonly cancelCheckMs: number;
   readonly estimate: boolean;
+  readonly legacy: ResolvedLegacy | undefined;
 }
 
 type Rule = readonly [path: string, check: (v: unknown) => boolean, expected: string];
@@ -208,9 +223,13 @@ export function resolveOptions(options: ProgressOptions): ResolvedOptions {
     if (value !== undefined && !check(value)) throw new ProgressValidationError(path, value, `must be ${expected}`);
   }
   const o = options;
+  const legacy = o.legacy === undefined ? undefined : resolveLegacy(o.legacy);
   return {
     port: options.port,
-    keys: options.keys ?? defaultKeys(o.prefix ?? "pc"),
+    keys:
+      legacy === undefined
+        ? (options.keys ?? defaultKeys(o.prefix ?? "pc"))
+        : nativeKeys(options.keys, o.prefix ?? "pc", legacy),
     ttlSeconds: o.ttlSeconds ?? 86_400,
     terminalTtlSeconds: Math.min(o.terminalTtlSeconds ?? 3600, o.ttlSeconds ?? 86_400),
     maxLen: o.maxLen ?? 1000,
@@ -231,5 +250,6 @@ export function resolveOptions(options: ProgressOptions): ResolvedOptions {
     maxReadFailures: o.maxReadFailures ?? 10,
     cancelCheckMs: o.cancelCheckMs ?? 2000,
     estimate: o.estimate ?? true,
+    legacy,
   };
 }

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { LegacyWrite } from "./legacy.ts";
 
 /** Flat string fields, as stored in a stream entry or a snapshot hash. */
 export type Fields = Record<string, string>;
@@ -46,6 +47,11 @@ export interface AppendItem extends AppendFlags {
   readonly fields: Fields;
   /** Whether `fields.status` is terminal (completed, failed, cancelled). */
   readonly terminal: boolean;
+  /**
+   * Writes for old readers in legacy mode, made in the same atomic call and
+   * only when the event is accepted. Backends without old readers (memory) ignore them.
+   */
+  readonly legacy?: readonly LegacyWrite[] | undefined;
 }
 
 /** Options shared by every item of one append call. */
@@ -74,6 +80,8 @@ export type AppendResult =
       readonly cancelled: string | null;
       /** Attempt the event belongs to (1 unless the operation was restarted). */
       readonly attempt: number;
+      /** Legacy mode with a publish: how many subscribers received the old message. */
+      readonly subscribers?: number;
     }
   | {
       readonly ok: false;

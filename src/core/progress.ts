@@ -12,6 +12,7 @@ import {
 } from "./errors.ts";
 import { Estimator } from "./estimate.ts";
 import { Hub } from "./hub.ts";
+import { legacyWrites } from "./legacy.ts";
 import { noMetrics } from "./observe.ts";
 import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import { Outbox, type OutboxEntry, type OutboxOutcome } from "./outbox.ts";
@@ -69,6 +70,8 @@ export type PublishResult =
       readonly cancelled: string | null;
       /** Attempt of the operation the event belongs to: 1, one more at each restart. */
       readonly attempt: number;
+      /** Legacy mode `importProgress`: how many subscribers received the old message (as `publish_update` answered). */
+      readonly subscribers?: number;
     }
   | {
       readonly ok: false;
@@ -593,9 +596,11 @@ export class Progress implements AsyncDisposable {
       this.#estimator.forget(op);
       fields.eta ??= "0";
     } else if (options.restart === true) this.#estimator.forget(op);
+    const stateKey = this.#o.keys.state(op);
     return {
       eventsKey: this.#o.keys.events(op),
-      stateKey: this.#o.keys.state(op),
+      stateKey,
+      legacy: this.#o.legacy === undefined ? undefined : legacyWrites(this.#o.legacy, fields, stateKey),
       scopeKey: options.scope === undefined ? undefined : this.#o.keys.scope(options.scope),
       fields,
       terminal,
@@ -807,6 +812,7 @@ function toPublishResult(result: AppendResult): PublishResult {
         seq: result.seq,
         cancelled: result.cancelled,
         attempt: result.attempt,
+        ...(result.subscribers === undefined ? {} : { subscribers: result.subscribers }),
       }
     : { ok: false, outcome: "refused", reason: result.refused, seq: result.seq, cancelled: result.cancelled };
 }

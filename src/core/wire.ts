@@ -7,6 +7,7 @@
  * @module
  */
 import { ProgressValidationError } from "./errors.ts";
+import { fromLegacyFields } from "./legacy.ts";
 import type { Fields, StreamEntry } from "./port.ts";
 
 /** Wire version written in the `v` field. */
@@ -387,10 +388,11 @@ function common(fields: Fields, fallbackTs: string): Omit<ProgressEvent, "id"> {
  */
 export function decodeEvent(entry: StreamEntry, op?: string): ProgressEvent | null {
   if (!isStreamId(entry.id)) return null;
-  const own = entry.fields.op;
+  const fields = fromLegacyFields(entry.fields);
+  const own = fields.op;
   const owner = own !== undefined && ID_PATTERN.test(own) ? own : op;
   if (owner === undefined || !ID_PATTERN.test(owner)) return null;
-  return { id: entry.id, ...common(entry.fields, idTime(entry.id)), op: owner };
+  return { id: entry.id, ...common(fields, idTime(entry.id)), op: owner };
 }
 
 /**
@@ -400,6 +402,7 @@ export function decodeEvent(entry: StreamEntry, op?: string): ProgressEvent | nu
  */
 export function decodeSnapshot(fields: Fields | null): ProgressSnapshot | null {
   if (fields === null || Object.keys(fields).length === 0) return null;
+  fields = fromLegacyFields(fields);
   const id = isStreamId(fields.id) ? fields.id : undefined;
   const base = common(fields, idTime(id));
   const snapshot: { -readonly [K in keyof ProgressSnapshot]: ProgressSnapshot[K] } = {

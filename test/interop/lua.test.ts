@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { staleLua } from "../../scripts/gen-lua.ts";
+import { LEGACY_APPEND_SCRIPT, LEGACY_APPEND_SHA } from "../../src/core/legacy.ts";
 import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA } from "../../src/core/lua.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
 import { root } from "./support.ts";
@@ -28,6 +29,7 @@ describe("shipped Lua scripts", () => {
     expect(manifest).toEqual({
       append: { file: "append.lua", sha1: APPEND_SHA },
       cancel: { file: "cancel.lua", sha1: CANCEL_SHA },
+      appendLegacy: { file: "append-legacy.lua", sha1: LEGACY_APPEND_SHA },
     });
   });
 
@@ -38,6 +40,7 @@ describe("shipped Lua scripts", () => {
       for (const [file, sha, source] of [
         ["append.lua", APPEND_SHA, APPEND_SCRIPT],
         ["cancel.lua", CANCEL_SHA, CANCEL_SCRIPT],
+        ["append-legacy.lua", LEGACY_APPEND_SHA, LEGACY_APPEND_SCRIPT],
       ] as const) {
         const bytes = readFileSync(join(root, "lua", file));
         expect(createHash("sha1").update(bytes).digest("hex")).toBe(sha);

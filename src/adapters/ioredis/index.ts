@@ -9,7 +9,8 @@
  */
 import { Command, Redis } from "ioredis";
 import { ProgressValidationError, TimeoutError } from "../../core/errors.ts";
-import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, decodeAppend, encodeAppend } from "../../core/lua.ts";
+import { appendCall, decodeAppendCall } from "../../core/legacy.ts";
+import { CANCEL_SCRIPT, CANCEL_SHA } from "../../core/lua.ts";
 import type {
   AppendResult,
   ClaimOptions,
@@ -315,8 +316,8 @@ export function ioredis(options: IoRedisOptions): StreamPort {
 
     /** One round trip: one script call for the whole batch. */
     async append(items, o): Promise<AppendResult[]> {
-      const { keys, args } = encodeAppend(items, o);
-      return decodeAppend(await script(APPEND_SHA, APPEND_SCRIPT, keys, args, "append"), items.length);
+      const call = appendCall(items, o);
+      return decodeAppendCall(await script(call.sha, call.source, call.keys, call.args, "append"), items.length);
     },
 
     /** One round trip: a small script reads the snapshot, the range and the oldest id together. */

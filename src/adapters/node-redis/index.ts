@@ -8,7 +8,8 @@
  */
 import { createClient } from "redis";
 import { ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
-import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, decodeAppend, encodeAppend } from "../../core/lua.ts";
+import { appendCall, decodeAppendCall } from "../../core/legacy.ts";
+import { CANCEL_SCRIPT, CANCEL_SHA } from "../../core/lua.ts";
 import type {
   AppendResult,
   ClaimOptions,
@@ -310,8 +311,8 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     capabilities: { groups: true, blocking: true },
 
     async append(items, o): Promise<AppendResult[]> {
-      const { keys, args } = encodeAppend(items, o);
-      return decodeAppend(await script(APPEND_SHA, APPEND_SCRIPT, keys, args, "append"), items.length);
+      const call = appendCall(items, o);
+      return decodeAppendCall(await script(call.sha, call.source, call.keys, call.args, "append"), items.length);
     },
 
     async read(stateKey, eventsKey, range): Promise<OperationRead> {

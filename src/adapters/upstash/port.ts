@@ -7,7 +7,8 @@
  * @module
  */
 import { BackendError, ConnectionClosedError, ProgressValidationError } from "../../core/errors.ts";
-import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, decodeAppend, encodeAppend } from "../../core/lua.ts";
+import { appendCall, decodeAppendCall } from "../../core/legacy.ts";
+import { CANCEL_SCRIPT, CANCEL_SHA } from "../../core/lua.ts";
 
 const DELETE_SCRIPT = "return redis.call('DEL',KEYS[1],KEYS[2])";
 
@@ -284,10 +285,10 @@ export function createUpstashPort(client: UpstashClient, options: UpstashPollOpt
     async append(items: readonly AppendItem[], appendOptions: AppendOptions): Promise<AppendResult[]> {
       if (closing.signal.aborted) throw closedError();
       if (items.length === 0) return [];
-      const { keys, args } = encodeAppend(items, appendOptions);
-      const reply = await runScript("append", APPEND_SCRIPT, APPEND_SHA, keys, args);
+      const call = appendCall(items, appendOptions);
+      const reply = await runScript("append", call.source, call.sha, call.keys, call.args);
       try {
-        return decodeAppend(reply, items.length);
+        return decodeAppendCall(reply, items.length);
       } catch (error) {
         throw new BackendError(`Upstash append failed: ${messageOf(error)}`, { cause: error });
       }

@@ -139,5 +139,15 @@ elif scenario == "cancel":
     r = p.publish(op, progress=5)
     out({"cancelled": r.cancelled})
 
+elif scenario.startswith("legacy:"):
+    # The job of test/interop/legacy.test.ts, from Python with legacy mode on.
+    p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix, legacy=scenario.split(":", 1)[1])
+    results = [p.publish(op, status="running", progress=0, cid="req-7", message="starting")]
+    for i in range(1, 4):
+        results.append(p.publish(op, current=i, total=4, message="batch %d" % i, cid="req-7"))
+    results.append(p.publish(op, type="file_completed", data={"collection_id": "col-1", "stage": "batch_3"}))
+    results.append(p.publish(op, status="completed", current=4, total=4, cid="req-7"))
+    out([[r.outcome, r.subscribers] for r in results])
+
 else:
     raise SystemExit("unknown scenario " + scenario)
