@@ -434,7 +434,13 @@ function unjson(value: string | undefined): string | undefined {
  * Native fields come back unchanged.
  */
 export function fromLegacyFields(fields: Fields): Fields {
-  if (fields.v !== undefined) return fields;
+  const old =
+    fields.v === undefined &&
+    (fields.operation_id !== undefined ||
+      fields.updated_at !== undefined ||
+      fields.timestamp !== undefined ||
+      fields.type?.startsWith("OPERATION_") === true);
+  if (!old) return fields;
   // Only the importProgress hash (the one with `updated_at`) holds JSON-encoded values.
   const encoded = fields.updated_at !== undefined;
   const get = (name: string): string | undefined => (encoded ? unjson(fields[name]) : fields[name]);
@@ -462,6 +468,8 @@ export function fromLegacyFields(fields: Fields): Fields {
     set("ts", Number.isNaN(date.getTime()) ? ts : date.toISOString());
   }
   set("data", fields.metadata ?? fields.data);
+  set("eta", get("eta"));
+  set("attempt", get("attempt"));
   set("id", fields.id);
   set("cancel", fields.cancel);
   return out;
