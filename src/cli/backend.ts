@@ -208,8 +208,11 @@ export async function openBackend(config: BackendConfig, logger: Logger): Promis
     port,
     ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
     logger,
-    // A command publishes what it is told, at once.
+    // A command publishes what it is told, at once, and ends: nothing is held for a later retry
+    // (a process about to exit cannot keep an outbox), so an unreachable backend fails the command now.
     throttle: false,
+    retry: { deadlineMs: 0 },
+    closeTimeoutMs: 0,
   });
   return { progress, where, connectionError: () => lastError };
 }

@@ -1,4 +1,4 @@
-import { isConnectionClosedError, isTimeoutError, SlowConsumerError } from "./errors.ts";
+import { isConnectionClosedError, SlowConsumerError } from "./errors.ts";
 import type { Hub, Listener } from "./hub.ts";
 import type { Metrics } from "./observe.ts";
 import type { OperationRead, StreamEntry, StreamPort } from "./port.ts";
@@ -138,7 +138,9 @@ async function firstRead(
     try {
       return await ctx.port.read(keys.state, keys.events, { after, limit: PAGE });
     } catch (error) {
-      const transient = isConnectionClosedError(error) || isTimeoutError(error);
+      // A connection replaced under the read (a silent socket) is worth another try; a backend that could not be
+      // reached within connectTimeoutMs is not: the caller hears it at once.
+      const transient = isConnectionClosedError(error);
       if (!transient || attempt >= 3 || signal?.aborted || ctx.closed.aborted) throw error;
       await sleep(50 + backoff(attempt, 100, 1000), signal);
     }

@@ -73,6 +73,7 @@ export async function assertWireFormat(progress: Progress, prefix: string, redis
       "message",
       "cid",
       "ts",
+      "attempt",
     ]);
     assert.deepEqual(
       { ...fields, ts: "<ts>" },
@@ -88,6 +89,7 @@ export async function assertWireFormat(progress: Progress, prefix: string, redis
         message: "One of four",
         cid: "c-1",
         ts: "<ts>",
+        attempt: "1",
       },
     );
     assert.match(String(fields.ts), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
@@ -95,7 +97,10 @@ export async function assertWireFormat(progress: Progress, prefix: string, redis
     const snapshot = Object.fromEntries(
       Array.from({ length: state.length / 2 }, (_, i) => [state[2 * i], state[2 * i + 1]]),
     );
-    assert.deepEqual(snapshot, { ...fields, id });
+    // `exp` (snapshot only) is when the keys expire, in Unix ms: the TTL is refreshed when it is due.
+    const { exp, ...merged } = snapshot;
+    assert.match(String(exp), /^\d{13}$/);
+    assert.deepEqual(merged, { ...fields, id });
   } finally {
     await redis.close();
   }
