@@ -258,7 +258,7 @@ export class Progress implements AsyncDisposable {
       if (o.scope !== undefined) assertId(o.scope, "scope");
       if (this.#coalescer.offer(op, update, o)) this.#o.metrics.increment("events_coalesced");
     } catch (error) {
-      this.#fail(asValidationError(error, update), typeof op === "string" ? op : String(op), cidOf(update));
+      this.#fail(asValidationError(error, update), printable(op), cidOf(update));
     }
   }
 
@@ -821,6 +821,16 @@ function toPublishResult(result: AppendResult): PublishResult {
 function asValidationError(error: unknown, update: unknown): ProgressValidationError {
   if (isProgressValidationError(error)) return error;
   return new ProgressValidationError("update", update, `could not be read (${toError(error).message})`);
+}
+
+/** An operation id as given, for logs, without throwing (an object's `toString` may throw). */
+function printable(op: unknown): string {
+  if (typeof op === "string") return op;
+  try {
+    return String(op);
+  } catch {
+    return Object.prototype.toString.call(op);
+  }
 }
 
 /** The correlation id of anything given as an update, without throwing. */
