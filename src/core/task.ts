@@ -1,7 +1,7 @@
 import { ProgressValidationError } from "./errors.ts";
 import type { PublishOptions, PublishResult } from "./progress.ts";
 import type { ProgressUpdate } from "./wire.ts";
-import { TYPE_PATTERN } from "./wire.ts";
+import { encodeUpdate, TYPE_PATTERN } from "./wire.ts";
 
 /** Options of `progress.task`. */
 export interface TaskOptions {
@@ -15,6 +15,18 @@ export interface TaskOptions {
   readonly data?: Readonly<Record<string, unknown>> | undefined;
   /** Include the error's stack in `fail` events. @default false */
   readonly includeStack?: boolean | undefined;
+  /**
+   * Start a new attempt of the operation (a retried job under the same id,
+   * whether or not the previous attempt ended): the task's first event is
+   * published with `restart: true`, so its `attempt` is one more than the
+   * previous one's, `seq` goes on, the snapshot is replaced instead of merged,
+   * the stream's history of the previous attempt is dropped and watchers get a
+   * `reset`. Without it, a task of an ended operation is refused (`terminal`).
+   * Until that first event is written, a cancellation mark left by an ended
+   * attempt is not taken for this one.
+   * @default false
+   */
+  readonly restart?: boolean | undefined;
 }
 
 /** Fields of an application's own event. */
@@ -53,6 +65,14 @@ export interface TaskHost {
  * }
  * await task.complete({ rows: rows.length });
  * ```
+ *
+ * A retried job under the same id runs as a new attempt of the operation:
+ *
+ * @example
+ * ```ts
+ * const task = progress.task(job.id, { restart: job.attemptsMade > 0 });
+ * await task.start(); // attempt 2, 3, ...: the snapshot and the history start over
+ * ```
  */
 export class Task implements AsyncDisposable {
   /** The operation id. */
@@ -70,6 +90,8 @@ export class Task implements AsyncDisposable {
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopListening: () => void;
   #checking = false;
+  /** The next event starts a new attempt (until one that does has been handed to the backend). */
+  #restart: boolean;
 
   constructor(host: TaskHost, op: string, options: TaskOptions) {
     this.op = op;
@@ -77,6 +99,7 @@ export class Task implements AsyncDisposable {
     this.#options = options;
     this.#total = options.total;
     this.#publish = options.scope === undefined ? {} : { scope: options.scope };
+    this.#restart = options.restart === true;
     this.signal = this.#abort.signal;
     this.#stopListening = host.onCancel(op, (reason) => void this.#cancelled(reason));
     this.#timer = setInterval(() => void this.#check(), host.cancelCheckMs);
@@ -121,6 +144,11 @@ export class Task implements AsyncDisposable {
     }
     if (message !== undefined) update.message = message;
     this.#lastPublishAt = Date.now();
+    if (this.#restart && valid(this.op, update)) {
+      // The event that starts the new attempt (written at once, never coalesced away); bad input leaves it to the next one.
+      this.#host.report(this.op, update, this.#nextOptions());
+      return;
+    }
     this.#host.report(this.op, update, this.#publish);
   }
 
@@ -202,16 +230,33 @@ export class Task implements AsyncDisposable {
     this.#stopListening();
   }
 
+  /** Options of the next event: the first one of a restarted task starts the new attempt. */
+  #nextOptions(): PublishOptions {
+    if (!this.#restart) return this.#publish;
+    this.#restart = false;
+    return { ...this.#publish, restart: true };
+  }
+
   async #send(update: ProgressUpdate): Promise<PublishResult> {
     this.#lastPublishAt = Date.now();
-    const result = await this.#host.publish(this.op, update, this.#publish);
+    const options = this.#nextOptions();
+    let result: PublishResult;
+    try {
+      result = await this.#host.publish(this.op, update, options);
+    } catch (error) {
+      if (options.restart === true) this.#restart = true;
+      throw error;
+    }
+    // The restarting event was lost (not held for later): the next event starts the attempt instead.
+    if (options.restart === true && result.outcome === "failed" && !result.queued) this.#restart = true;
     if (result.outcome !== "failed" && result.cancelled !== null && !this.#ended)
       await this.#cancelled(result.cancelled);
     return result;
   }
 
   async #check(): Promise<void> {
-    if (this.#ended || this.#checking || Date.now() - this.#lastPublishAt < this.#host.cancelCheckMs) return;
+    if (this.#ended || this.#restart || this.#checking || Date.now() - this.#lastPublishAt < this.#host.cancelCheckMs)
+      return;
     this.#checking = true;
     try {
       const reason = await this.#host.cancelMark(this.op);
@@ -227,6 +272,16 @@ export class Task implements AsyncDisposable {
     if (this.#ended) return;
     this.#finish("cancelled");
     this.#abort.abort(reason);
-    await this.#host.publish(this.op, { ...this.#base(), status: "cancelled", message: reason }, this.#publish);
+    await this.#host.publish(this.op, { ...this.#base(), status: "cancelled", message: reason }, this.#nextOptions());
+  }
+}
+
+/** Whether `update` would be accepted for `op` (the checks `publish` makes before writing). */
+function valid(op: string, update: ProgressUpdate): boolean {
+  try {
+    encodeUpdate(op, update);
+    return true;
+  } catch {
+    return false;
   }
 }
