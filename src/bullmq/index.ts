@@ -126,10 +126,12 @@ export function toProgressUpdate(value: JobProgressValue): ProgressUpdate {
 /**
  * Forwards every job of a queue to progresscast, the job id as the operation
  * id: `queued` when added, `running` when a worker takes it, each
- * `job.updateProgress` (coalesced, unless `forwardProgress` is false), a
- * `retry` event (status `queued`, the failure in `message`, `data.attemptsMade`)
- * when an attempt fails and will be retried, a new attempt of the operation
- * when the retry starts, then `completed` or `failed`. One `QueueEvents`
+ * `job.updateProgress` (coalesced, unless `forwardProgress` is false), then
+ * `completed` or `failed`. When an attempt fails and will be retried, a
+ * `retry` event (status `queued`, the failure in `message`, `data.attemptsMade`
+ * and `data.attempts`) starts a new attempt of the operation (published with
+ * `restart`: `attempt` one more, `seq` goes on, the snapshot and the history
+ * start over). `job.retry()` of a failed or completed job starts a new attempt too. One `QueueEvents`
  * reader and one `Queue` connection per bridged queue. Resolves when reading.
  *
  * @throws {Error} when the queue's Redis cannot be reached (BullMQ's error).
@@ -188,7 +190,10 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
     stack?.split("\n")[0]?.replace(/^[\w$.]*: /, "") || undefined;
 
   /**
-   * Attempt `n` failed and the job will run again. The job is read after the
+   * Attempt `n` failed and the job will run again: the `retry` event starts
+   * the next attempt of the operation (queued, saying why the previous one
+   * failed), so the snapshot and the history start over with it and a client
+   * following the job sees it whenever it joins. The job is read after the
    * fact (a later attempt may have run already), so the failure is taken from
    * its `n`-th stack trace, not from `failedReason` (the latest).
    */
@@ -201,19 +206,28 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
     if (job?.opts.attempts !== undefined) data.attempts = job.opts.attempts;
     const traces = job?.stacktrace ?? [];
     const stack = made !== undefined && traces.length >= made ? traces[made - 1] : undefined;
-    await publish(jobId, {
-      type: "retry",
-      status: "queued",
-      message: (messageOf(stack ?? undefined) ?? job?.failedReason ?? "The attempt failed; retrying").slice(0, 2048),
-      data,
-    });
+    await publish(
+      jobId,
+      {
+        type: "retry",
+        status: "queued",
+        message: (messageOf(stack ?? undefined) ?? job?.failedReason ?? "The attempt failed; retrying").slice(0, 2048),
+        data,
+      },
+      { restart: true },
+    );
   };
 
   // Attempts seen starting, per job, counted as the events arrive.
   const started = new Map<string, number>();
   events.on("waiting", ({ jobId, prev }, id) => {
     const n = started.get(jobId);
-    inOrder(jobId, id, () => (prev === "active" ? retry(jobId, n) : publish(jobId, { status: "queued" })));
+    inOrder(jobId, id, () => {
+      if (prev === "active") return retry(jobId, n);
+      // `job.retry()` of a failed (or completed) job: the operation runs again, as a new attempt.
+      if (prev === "failed" || prev === "completed") return publish(jobId, { status: "queued" }, { restart: true });
+      return publish(jobId, { status: "queued" });
+    });
   });
   events.on("delayed", ({ jobId }, id) => {
     const n = started.get(jobId);
@@ -228,9 +242,9 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
   events.on("active", ({ jobId }, id) => {
     started.set(jobId, (started.get(jobId) ?? 0) + 1);
     inOrder(jobId, id, async () => {
-      if (retrying.delete(jobId)) {
-        await publish(jobId, { status: "running", progress: 0 }, { allowBackwards: true });
-      } else await publish(jobId, { status: "running" });
+      // A retried attempt (started by its `retry` event) runs from 0.
+      if (retrying.delete(jobId)) await publish(jobId, { status: "running", progress: 0 });
+      else await publish(jobId, { status: "running" });
     });
   });
   events.on("progress", ({ jobId, data }, id) => {

@@ -7,6 +7,9 @@ import { createProgress, type Progress } from "../../src/index.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
 import { type SseServer, startSseServer } from "../support/sse-server.ts";
 
+/** The attempt an event or a state belongs to (every event carries it on the wire). */
+const attemptOf = (e: object | undefined): unknown => (e as { attempt?: unknown } | undefined)?.attempt;
+
 let redis: RedisServer;
 let progress: Progress;
 let server: SseServer;
@@ -39,11 +42,26 @@ describe("bridgeQueue", () => {
     const bridge = await bridgeQueue(name, { connection: connection(), progress });
     const queue = new Queue(name, { connection: connection() });
     const seen: ProgressEvent[] = [];
-    const client = follow(`${server.url}/progress/job-1`, { onEvent: (e) => seen.push(e), minDelayMs: 50 });
+    // Connected before the job is added: a client joining later sees only the latest attempt's history.
+    let opened: () => void = () => {};
+    const open = new Promise<void>((resolve) => {
+      opened = resolve;
+    });
+    const client = follow(`${server.url}/progress/job-1`, {
+      onEvent: (e) => seen.push(e),
+      onStatus: (s) => s === "open" && opened(),
+      minDelayMs: 50,
+    });
     const worker = new Worker(
       name,
       async (job) => {
-        await job.updateProgress({ progress: 40, message: `attempt ${job.attemptsMade + 1}` });
+        const message = `attempt ${job.attemptsMade + 1}`;
+        await job.updateProgress({ progress: 40, message });
+        // The client sees each attempt's progress before the attempt fails: the
+        // retry's new attempt drops the previous one's history from the stream.
+        for (let i = 0; i < 400 && !seen.some((e) => e.message === message); i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
         if (job.attemptsMade < 2) throw new Error(`flaky ${job.attemptsMade + 1}`);
         await job.updateProgress(90);
         return "ok";
@@ -51,6 +69,7 @@ describe("bridgeQueue", () => {
       { connection: connection() },
     );
     try {
+      await open;
       await queue.add("import", { rows: 3 }, { jobId: "job-1", attempts: 3 });
       await client.done;
       const events = seen.filter((e) => e.kind === "event");
@@ -64,10 +83,30 @@ describe("bridgeQueue", () => {
         "attempt 2",
         "attempt 3",
       ]);
+      // Each retry starts a new attempt of the operation: attempt 1, 2, 3, with seq still increasing.
+      // A retry event starts the next attempt, saying why the previous one failed.
+      expect(retries.map(attemptOf)).toEqual([2, 3]);
+      expect(starts.map(attemptOf)).toEqual(expect.arrayContaining([2, 3]));
+      expect(events.filter((e) => e.message?.startsWith("attempt ")).map(attemptOf)).toEqual([1, 2, 3]);
+      const seqs = events.map((e) => e.seq);
+      expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+      expect(new Set(seqs).size).toBe(seqs.length);
       expect(client.state?.status).toBe("completed");
       expect(client.state?.progress).toBe(100);
       const snapshot = await progress.get("job-1");
-      expect(snapshot?.status).toBe("completed");
+      expect(snapshot).toMatchObject({ status: "completed", attempt: 3, progress: 100 });
+      // The snapshot and the history hold the last attempt alone, nothing merged from the failed ones.
+      expect(snapshot?.message).toBeUndefined();
+      const history = await progress.history("job-1");
+      expect(new Set(history.map((e) => e.attempt))).toEqual(new Set([3]));
+      expect(history.map((e) => [e.type, e.status])).toEqual(
+        expect.arrayContaining([
+          ["retry", "queued"],
+          ["progress", "running"],
+          ["progress", "completed"],
+        ]),
+      );
+      expect(history[0]).toMatchObject({ type: "retry", message: "flaky 2", data: { attemptsMade: 2, attempts: 3 } });
     } finally {
       client.close();
       await worker.close();
@@ -102,6 +141,55 @@ describe("bridgeQueue", () => {
       expect(bridge.lastEventId).toMatch(/^\d+-\d+$/);
     } finally {
       client.close();
+      await worker.close();
+      await queue.close();
+      await bridge.close();
+    }
+  });
+});
+
+describe("job.retry()", () => {
+  it("of a failed job runs the operation again as a new attempt, seen by a client ending completed", async () => {
+    const name = `q${Math.random().toString(36).slice(2, 8)}`;
+    const bridge = await bridgeQueue(name, { connection: connection(), progress });
+    const queue = new Queue(name, { connection: connection() });
+    let runs = 0;
+    const worker = new Worker(
+      name,
+      async (job) => {
+        runs++;
+        await job.updateProgress({ current: 2, total: 4, message: `run ${runs}` });
+        if (runs === 1) throw new Error("bad input file");
+        return "ok";
+      },
+      { connection: connection() },
+    );
+    const seen: ProgressEvent[] = [];
+    try {
+      const job = await queue.add("import", {}, { jobId: "job-3" });
+      const first = follow(`${server.url}/progress/job-3`, { onEvent: (e) => seen.push(e), minDelayMs: 50 });
+      await first.done;
+      expect(first.state).toMatchObject({ status: "failed", message: "bad input file" });
+      expect(attemptOf(first.state)).toBe(1);
+
+      await job.retry("failed");
+      for (let i = 0; i < 200 && attemptOf((await progress.get("job-3")) ?? undefined) !== 2; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const again = follow(`${server.url}/progress/job-3`, { onEvent: (e) => seen.push(e), minDelayMs: 50 });
+      await again.done;
+      expect(again.state).toMatchObject({ status: "completed", progress: 100, current: 4, total: 4 });
+      expect(attemptOf(again.state)).toBe(2);
+      const history = await progress.history("job-3");
+      expect(history.map((e) => [e.attempt, e.status])).toEqual(
+        expect.arrayContaining([
+          [2, "queued"],
+          [2, "completed"],
+        ]),
+      );
+      expect(history.every((e) => e.attempt === 2)).toBe(true);
+      again.close();
+    } finally {
       await worker.close();
       await queue.close();
       await bridge.close();
