@@ -1,5 +1,5 @@
 import { BackendError, isProgressError } from "./errors.ts";
-import type { AppendItem, AppendOptions, AppendResult, StreamPort } from "./port.ts";
+import { type AppendItem, type AppendOptions, type AppendResult, PartialAppendError, type StreamPort } from "./port.ts";
 
 interface Pending {
   readonly item: AppendItem;
@@ -77,13 +77,24 @@ export class Batcher {
         else p.reject(new BackendError(`The ${this.#port.name} backend answered ${results.length} of ${batch.length}`));
       });
     } catch (cause) {
-      const error = isProgressError(cause)
-        ? cause
-        : new BackendError(`The ${this.#port.name} backend failed: ${String(cause)}`, { cause });
-      for (const p of batch) p.reject(error);
+      const error = this.#asError(cause);
+      // Part of the batch was written (another cluster slot failed): each item gets its own answer.
+      const partial = cause instanceof PartialAppendError ? cause.results : undefined;
+      batch.forEach((p, i) => {
+        const result = partial?.[i];
+        if (result === undefined) p.reject(error);
+        else if (result instanceof Error) p.reject(this.#asError(result));
+        else p.resolve(result);
+      });
     } finally {
       this.#inFlight--;
       if (this.#idle.length > 0) for (const wake of this.#idle.splice(0)) wake();
     }
+  }
+
+  #asError(cause: unknown): Error {
+    return isProgressError(cause)
+      ? cause
+      : new BackendError(`The ${this.#port.name} backend failed: ${String(cause)}`, { cause });
   }
 }

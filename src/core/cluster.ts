@@ -5,7 +5,8 @@
  *
  * - {@link clusterAppend}: a batch split by slot into one append script per
  *   slot, sent concurrently, each followed on the same connection by a
- *   wake-up `SPUBLISH` on the slot's channel. Scope copies (the scope key
+ *   wake-up `SPUBLISH` on the slot's channel. A slot whose call fails fails
+ *   only its own items ({@link PartialAppendError}). Scope copies (the scope key
  *   lives in another slot) are a second call per scope slot, carrying the op
  *   event's `id` so consumers de-duplicate; a failed copy is retried in the
  *   background by a {@link ScopeCopier}.
@@ -23,7 +24,15 @@
  * @module
  */
 import { APPEND_SCRIPT, APPEND_SHA, decodeAppend, encodeAppend, SCOPE_SCRIPT, SCOPE_SHA } from "./lua.ts";
-import type { AppendItem, AppendOptions, AppendResult, Cursor, Fields, KeyEntries } from "./port.ts";
+import {
+  type AppendItem,
+  type AppendOptions,
+  type AppendResult,
+  type Cursor,
+  type Fields,
+  type KeyEntries,
+  PartialAppendError,
+} from "./port.ts";
 import { groupAppendsBySlot, groupBySlot, slotOf, slotTag } from "./slot.ts";
 import { backoff } from "./util.ts";
 
@@ -267,8 +276,10 @@ export class ScopeCopier {
  * written, through `copier`. Round trips: one per slot touched, plus one per
  * scope slot touched for scoped events.
  *
- * @throws the first failure of a slot's script, after every slot has answered
- *   (the scope copies of the slots that succeeded are still made).
+ * @throws {PartialAppendError} when some slots' scripts failed and others
+ *   were written, after every slot has answered: each item's result or its
+ *   slot's error (the scope copies of the slots written are still made).
+ * @throws the failure of the first slot when every slot's script failed.
  * @example
  * ```ts
  * const results = await clusterAppend(commands, copier, items, options);
@@ -303,12 +314,25 @@ export async function clusterAppend(
     copies.push({ scopeKey: item.scopeKey, fields: { id: r.id, ...item.fields, seq: String(r.seq) } });
   });
   if (copies.length > 0) await copier.copy(copies, options);
-  const failure = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-  if (failure) throw failure.reason;
-  return results.map((r) => {
-    if (!r) throw new TypeError("a slot's append answered fewer items than sent");
-    return r;
+  const failures = settled.filter((s): s is PromiseRejectedResult => s.status === "rejected");
+  const first = failures[0];
+  if (!first) {
+    return results.map((r) => {
+      if (!r) throw new TypeError("a slot's append answered fewer items than sent");
+      return r;
+    });
+  }
+  // Every slot failed: the batch failed as a whole, as on a single node.
+  if (failures.length === groups.length) throw first.reason;
+  const answers: Array<AppendResult | Error> = results.map(
+    (r) => r ?? new TypeError("a slot's append answered fewer items than sent"),
+  );
+  settled.forEach((s, g) => {
+    if (s.status === "fulfilled") return;
+    const error = s.reason instanceof Error ? s.reason : new Error(String(s.reason));
+    for (const i of groups[g]?.indices ?? []) answers[i] = error;
   });
+  throw new PartialAppendError(answers, first.reason instanceof Error ? first.reason : new Error(String(first.reason)));
 }
 
 /** Options of a {@link ClusterWaiter}. */

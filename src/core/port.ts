@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { BackendError } from "./errors.ts";
 import type { LegacyWrite } from "./legacy.ts";
 
 /** Flat string fields, as stored in a stream entry or a snapshot hash. */
@@ -165,6 +166,9 @@ export interface StreamPort {
    * A value in the snapshot that is not a finite number counts as absent: one
    * operation's bad data never fails another item of the batch.
    * Round trips: one per cluster slot touched (one on a single node).
+   * When some calls of a batch failed and others were written (one call per
+   * cluster slot), rejects with {@link PartialAppendError}, which holds each
+   * item's result or error.
    */
   append(items: readonly AppendItem[], options: AppendOptions): Promise<AppendResult[]>;
 
@@ -217,4 +221,23 @@ export interface StreamPort {
 
   /** Release what the adapter opened (never a client the user passed in). Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * What {@link StreamPort.append} rejects with when only part of a batch was
+ * written (a cluster adapter makes one script call per slot, and one slot's
+ * call failed): per item, in batch order, its result or the error of the call
+ * that carried it. Code that does not look at `results` sees the whole batch
+ * failed, which is safe for reads and wrong only in writing the written items
+ * again: the core resolves each item from `results`.
+ */
+export class PartialAppendError extends BackendError {
+  override name = "PartialAppendError";
+  readonly results: ReadonlyArray<AppendResult | Error>;
+
+  constructor(results: ReadonlyArray<AppendResult | Error>, cause: Error) {
+    const failed = results.filter((r) => r instanceof Error).length;
+    super(`${failed} of ${results.length} events were not written: ${cause.message}`, { cause });
+    this.results = results;
+  }
 }

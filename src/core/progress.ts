@@ -16,7 +16,7 @@ import { legacyWrites } from "./legacy.ts";
 import { noMetrics } from "./observe.ts";
 import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import { Outbox, type OutboxEntry, type OutboxOutcome } from "./outbox.ts";
-import type { AppendItem, AppendResult } from "./port.ts";
+import { type AppendItem, type AppendResult, PartialAppendError } from "./port.ts";
 import { badRequest, type SseOptions, sseResponse, type WatchTarget } from "./sse.ts";
 import { Task, type TaskOptions } from "./task.ts";
 import { Coalescer, type Held } from "./throttle.ts";
@@ -752,6 +752,17 @@ export class Progress implements AsyncDisposable {
             new BackendError(`The ${this.#o.port.name} backend answered ${results.length} of ${chunk.length}`),
         );
       } catch (cause) {
+        if (cause instanceof PartialAppendError) {
+          // Other cluster slots were written: their results stand; a failed event goes on alone unless its node is away.
+          const { results } = cause;
+          return await Promise.all(
+            chunk.map(async (item, i) => {
+              const r = results[i] ?? cause;
+              const alone = r instanceof Error && !isConnectionClosedError(r) && !isTimeoutError(r);
+              return alone ? ((await call([item]))[0] ?? r) : r;
+            }),
+          );
+        }
         const error = toError(cause);
         // One event the backend rejects (a key of the wrong type) must not hold back the others:
         // unless the connection itself is down, try each alone.
