@@ -15,7 +15,8 @@
  * the process, so the clock is one. Also draws the chart of p99 against the
  * number of watchers (`bench/delivery.svg`).
  *
- * Run: `npx tsx bench/delivery.ts [--seconds 3] [--rate 300]` (run by `npm run bench`).
+ * Run: `npx tsx bench/delivery.ts [--seconds 3] [--rate 300]` (run by `npm run bench`);
+ * `--only "1,000 watchers, 1 op progresscast watch"` runs the matching rows alone and writes nothing.
  */
 import { setMaxListeners } from "node:events";
 import { writeFileSync } from "node:fs";
@@ -38,10 +39,13 @@ const { values: flags } = parseArgs({
   options: {
     seconds: { type: "string", default: "3" },
     rate: { type: "string", default: "300" },
+    /** Only the shapes and contenders whose names contain this text (for profiling one row); results are not written. */
+    only: { type: "string" },
   },
 });
 const SECONDS = Number(flags.seconds);
 const RATE = Number(flags.rate);
+const ONLY = flags.only;
 
 interface Shape {
   readonly name: string;
@@ -405,6 +409,7 @@ async function main(): Promise<void> {
     let n = 0;
     for (const shape of SHAPES) {
       for (const contender of CONTENDERS) {
+        if (ONLY !== undefined && !`${shape.name} ${contender}`.includes(ONLY)) continue;
         const run = `d${(n++).toString(36)}${Date.now().toString(36)}`;
         const o = await RUNNERS[contender](server.url, shape, run);
         outcomes.push(o);
@@ -416,6 +421,7 @@ async function main(): Promise<void> {
   } finally {
     await server.close();
   }
+  if (ONLY !== undefined) return;
   const seconds = Math.round((performance.now() - began) / 1000);
   const head = ["watchers", "contender", "p50", "p99", "max", "delivered", "p99 vs raw", "p99 vs BullMQ"];
   const rows = outcomes.map((o) => {

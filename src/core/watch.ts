@@ -1,4 +1,4 @@
-import { isConnectionClosedError, SlowConsumerError } from "./errors.ts";
+import { type BackendError, isConnectionClosedError, SlowConsumerError } from "./errors.ts";
 import type { Hub, Listener } from "./hub.ts";
 import type { Metrics } from "./observe.ts";
 import type { OperationRead, StreamEntry, StreamPort } from "./port.ts";
@@ -147,173 +147,346 @@ async function firstRead(
   }
 }
 
+type Keys = { readonly events: string; readonly state: string | null; readonly op?: string | undefined };
+type Result = IteratorResult<WatchItem, void>;
+const DONE: Result = Object.freeze({ done: true, value: undefined });
+
 /**
  * Snapshot, then the history after `after` (or all of it), then live events,
  * with no gap and no duplicate; ends after a terminal event of an operation
  * (never for a scope) or when `signal` aborts.
  */
-export async function* watchStream(
-  ctx: WatchContext,
-  keys: { readonly events: string; readonly state: string | null; readonly op?: string | undefined },
-  options: WatchOptions,
-): AsyncGenerator<WatchItem, void, undefined> {
-  const { signal } = options;
-  // Entries of an operation's stream belong to it even when a foreign writer left `op` out.
-  const op = keys.op;
-  const maxQueue = options.maxQueue ?? 256;
-  const maxQueueBytes = options.maxQueueBytes ?? 1_048_576;
-  const single = keys.state !== null;
-  if (signal?.aborted || ctx.closed.aborted) return;
+export function watchStream(ctx: WatchContext, keys: Keys, options: WatchOptions): Watch {
+  return new Watch(ctx, keys, options);
+}
 
-  const first = await firstRead(ctx, keys, options.after, signal);
-  const snapshot = decodeSnapshot(first.state);
-  let lastId = options.after ?? "0-0";
-  let reset = false;
-  if (options.after !== undefined) {
-    const oldest = first.firstId;
-    if (oldest !== null && compareIds(options.after, oldest) < 0) {
-      // The entry right after `after` may be gone. Only a stream that still starts at seq 1 proves nothing was trimmed.
-      const head = await ctx.port.read(null, keys.events, { limit: 1 });
-      reset = head.entries[0]?.fields.seq !== "1";
-    } else if (oldest === null && snapshot?.id !== undefined && compareIds(options.after, snapshot.id) < 0) {
-      reset = true; // the stream was dropped after the end; the snapshot holds what is left
+/**
+ * One watch, as an async generator. Catching up (the first read, history
+ * pages, a reset) runs as an inner generator; once live, entries the hub
+ * delivers are handed to a waiting `next()` directly from the reader, and
+ * {@link Watch.poll} gives what is already queued without a promise, so a
+ * process with a thousand watchers of one operation does little per event
+ * beyond resolving one promise each.
+ */
+export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listener {
+  readonly #ctx: WatchContext;
+  readonly #keys: Keys;
+  readonly #signal: AbortSignal | undefined;
+  /** Entries of an operation's stream belong to it even when a foreign writer left `op` out. */
+  readonly #op: string | undefined;
+  readonly #single: boolean;
+  readonly #maxQueue: number;
+  readonly #maxQueueBytes: number;
+  readonly #after: string | undefined;
+  /** Catching up (or recovering from a reset): items come from here until it ends. */
+  #inner: AsyncGenerator<WatchItem, void, undefined> | null;
+  #lastId: string;
+  /** The highest seq seen: a later entry with a lower one means the backend lost data (a reset, never a rewind). */
+  #lastSeq = 0;
+  #queue: StreamEntry[] = [];
+  #queuedBytes = 0;
+  /** When the consumer was last handed an item (or woke with an empty queue): the start of its lag. */
+  #handedAt = Date.now();
+  #failure: Error | undefined;
+  #waiter: { resolve: (r: Result | Promise<Result>) => void; reject: (e: unknown) => void } | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #subscribed = false;
+  #ended = false;
+  readonly #onAbort = (): void => this.#wakeWaiter();
+
+  constructor(ctx: WatchContext, keys: Keys, options: WatchOptions) {
+    this.#ctx = ctx;
+    this.#keys = keys;
+    this.#signal = options.signal;
+    this.#op = keys.op;
+    this.#single = keys.state !== null;
+    this.#maxQueue = options.maxQueue ?? 256;
+    this.#maxQueueBytes = options.maxQueueBytes ?? 1_048_576;
+    this.#after = options.after;
+    this.#lastId = options.after ?? "0-0";
+    this.#inner = this.#catchUp();
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** The next item: from the catch-up phase, from the live queue, or the next live entry to arrive. */
+  next(): Promise<Result> {
+    if (this.#inner !== null) return this.#nextInner(this.#inner);
+    try {
+      const ready = this.#take();
+      if (ready !== undefined) return Promise.resolve(ready);
+    } catch (error) {
+      return Promise.reject(error);
     }
-  }
-  if (single || reset) {
-    if (reset) ctx.metrics.increment("resets");
-    yield { kind: reset ? "reset" : "snapshot", snapshot };
+    if (this.#inner !== null) return this.#nextInner(this.#inner);
+    return new Promise<Result>((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+    });
   }
 
-  let page = first.entries;
-  if (reset) page = (await ctx.port.read(null, keys.events, { limit: PAGE })).entries;
-  let ended = false;
-  // The highest seq seen: a later entry with a lower one means the backend lost data (a reset, never a rewind).
-  let lastSeq = snapshot?.seq ?? 0;
-  for (;;) {
-    for (const entry of page) {
-      if (compareIds(entry.id, lastId) <= 0) continue;
-      lastId = entry.id;
-      const event = decodeEvent(entry, op);
-      if (event === null) continue;
-      if (event.seq > lastSeq) lastSeq = event.seq;
-      yield { kind: "event", event };
-      if (single && isTerminal(event.status)) ended = true;
+  /**
+   * The next item if one can be had without waiting (queued live entries),
+   * else undefined: then `next()` waits for it. Throws what `next()` would reject with.
+   */
+  poll(): Result | undefined {
+    if (this.#inner !== null) return undefined;
+    return this.#take();
+  }
+
+  /** Stop: release the reader's subscription; a pending `next()` resolves done. */
+  async return(): Promise<Result> {
+    const inner = this.#inner;
+    this.#inner = null;
+    this.#finish();
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.resolve(DONE);
+    if (inner !== null) await inner.return(undefined);
+    return DONE;
+  }
+
+  /** Stop, rejecting with `error`. */
+  async throw(error: unknown): Promise<Result> {
+    await this.return();
+    throw error;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.return();
+  }
+
+  // Listener: called by the hub's reader.
+
+  deliver(entries: readonly StreamEntry[]): void {
+    if (this.#failure || this.#ended) return;
+    const queue = this.#queue;
+    const before = queue.length;
+    for (const e of entries) {
+      const tail = queue[queue.length - 1]?.id ?? this.#lastId;
+      if (compareIds(e.id, tail) > 0) {
+        queue.push(e);
+        this.#queuedBytes += entrySize(e);
+      }
     }
-    if (page.length < PAGE || ended) break;
-    page = (await ctx.port.read(null, keys.events, { after: lastId, limit: PAGE })).entries;
-  }
-  // The snapshot was read with the history in one round trip: if it says the operation ended, nothing live follows.
-  if (single && isTerminal(snapshot?.status)) ended = true;
-  if (ended || signal?.aborted) return;
-  if (lastId === "0-0" && snapshot?.id !== undefined && page.length === 0 && first.entries.length === 0) {
-    // Nothing in the stream to read from: follow from what the snapshot last saw.
-    lastId = snapshot.id;
+    if (queue.length === before) return;
+    // Coalesce only for a consumer that fell behind: its lag is what it left unconsumed
+    // from earlier reads. One read larger than maxQueue, to a consumer that kept up, loses nothing.
+    if (queue.length > this.#maxQueue) this.#compact(this.#maxQueue + (queue.length - before));
+    if (this.#queuedBytes > this.#maxQueueBytes) {
+      this.#failure = new SlowConsumerError(
+        `The watch of ${this.#keys.events} held ${this.#queuedBytes} bytes of events its consumer had not read (budget ${this.#maxQueueBytes}); it ended. Resume after the last event id received.`,
+        this.#maxQueueBytes,
+      );
+      queue.length = 0;
+      this.#queuedBytes = 0;
+      this.#release();
+    }
+    this.#wakeWaiter();
   }
 
-  const queue: StreamEntry[] = [];
-  let queuedBytes = 0;
-  // When the consumer was last handed an item (or woke with an empty queue): the start of its lag.
-  let handedAt = Date.now();
-  let failure: Error | undefined;
-  let wake: (() => void) | undefined;
-  let unsubscribe = (): void => {};
-  const listener: Listener = {
-    deliver(entries) {
-      if (failure) return;
-      const before = queue.length;
-      for (const e of entries) {
-        const tail = queue[queue.length - 1]?.id ?? lastId;
-        if (compareIds(e.id, tail) > 0) {
-          queue.push(e);
-          queuedBytes += entrySize(e);
-        }
-      }
-      // Coalesce only for a consumer that fell behind: its lag is what it left unconsumed
-      // from earlier reads. One read larger than maxQueue, to a consumer that kept up, loses nothing.
-      const dropped = compact(queue, maxQueue + (queue.length - before));
-      if (dropped > 0) {
-        queuedBytes = 0;
-        for (const e of queue) queuedBytes += entrySize(e);
-        ctx.metrics.increment("events_coalesced", dropped, { where: "delivery" });
-      }
-      if (queuedBytes > maxQueueBytes) {
-        failure = new SlowConsumerError(
-          `The watch of ${keys.events} held ${queuedBytes} bytes of events its consumer had not read (budget ${maxQueueBytes}); it ended. Resume after the last event id received.`,
-          maxQueueBytes,
-        );
-        queue.length = 0;
-        queuedBytes = 0;
-        unsubscribe();
-      }
-      wake?.();
-    },
-    close() {
-      wake?.();
-    },
-    fail(error) {
-      failure ??= error;
-      wake?.();
-    },
-  };
-  const stop = (): void => wake?.();
-  signal?.addEventListener("abort", stop, { once: true });
-  unsubscribe = ctx.hub.subscribe(keys.events, lastId, listener);
-  try {
+  close(): void {
+    this.#wakeWaiter();
+  }
+
+  fail(error: BackendError): void {
+    this.#failure ??= error;
+    this.#wakeWaiter();
+  }
+
+  // Internals.
+
+  #compact(max: number): void {
+    const dropped = compact(this.#queue, max);
+    if (dropped === 0) return;
+    this.#queuedBytes = 0;
+    for (const e of this.#queue) this.#queuedBytes += entrySize(e);
+    this.#ctx.metrics.increment("events_coalesced", dropped, { where: "delivery" });
+  }
+
+  #wakeWaiter(): void {
+    const waiter = this.#waiter;
+    if (waiter === undefined) return;
+    let ready: Result | undefined;
+    try {
+      ready = this.#take();
+    } catch (error) {
+      this.#waiter = undefined;
+      waiter.reject(error);
+      return;
+    }
+    if (ready !== undefined) {
+      this.#waiter = undefined;
+      waiter.resolve(ready);
+    } else if (this.#inner !== null) {
+      this.#waiter = undefined;
+      waiter.resolve(this.#nextInner(this.#inner));
+    } else this.#handedAt = Date.now();
+  }
+
+  /** Release the reader's subscription and the abort listener; idempotent. */
+  #release(): void {
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+  }
+
+  #finish(): void {
+    this.#ended = true;
+    this.#queue.length = 0;
+    this.#queuedBytes = 0;
+    this.#release();
+  }
+
+  async #nextInner(inner: AsyncGenerator<WatchItem, void, undefined>): Promise<Result> {
+    let r: Result;
+    try {
+      r = await inner.next();
+    } catch (error) {
+      this.#inner = null;
+      this.#finish();
+      throw error;
+    }
+    if (!r.done) return r;
+    if (this.#inner === inner) this.#inner = null;
+    if (this.#ended) return DONE;
+    this.#subscribe();
+    return this.next();
+  }
+
+  #subscribe(): void {
+    if (this.#subscribed) return;
+    this.#subscribed = true;
+    this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
+    this.#unsubscribe = this.#ctx.hub.subscribe(this.#keys.events, this.#lastId, this);
+  }
+
+  /**
+   * The next live item if one is ready, else undefined (nothing queued, or a
+   * reset to run: then `#inner` is set). Ends (done) on abort, close, or after
+   * a terminal event of an operation; throws the failure that ended the watch.
+   */
+  #take(): Result | undefined {
     for (;;) {
-      while (queue.length === 0) {
-        if (signal?.aborted || ctx.closed.aborted) return;
-        if (failure) throw failure;
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        wake = undefined;
-        handedAt = Date.now();
+      if (this.#ended) return DONE;
+      const queue = this.#queue;
+      if (queue.length === 0 || this.#failure instanceof SlowConsumerError) {
+        if (this.#signal?.aborted || this.#ctx.closed.aborted) {
+          this.#finish();
+          return DONE;
+        }
+        const failure = this.#failure;
+        if (failure) {
+          this.#finish();
+          throw failure;
+        }
+        return undefined;
       }
-      if (failure instanceof SlowConsumerError) throw failure;
-      if (queue.length > maxQueue && Date.now() - handedAt > LAG_MS) {
+      if (queue.length > this.#maxQueue && Date.now() - this.#handedAt > LAG_MS) {
         // Back after falling behind: what piled up meanwhile is coalesced before it is handed over.
-        const dropped = compact(queue, maxQueue);
-        queuedBytes = 0;
-        for (const e of queue) queuedBytes += entrySize(e);
-        if (dropped > 0) ctx.metrics.increment("events_coalesced", dropped, { where: "delivery" });
+        this.#compact(this.#maxQueue);
       }
       const entry = queue.shift() as StreamEntry;
-      queuedBytes -= entrySize(entry);
-      const event = sharedEvent(entry, op);
+      this.#queuedBytes -= entrySize(entry);
+      const event = sharedEvent(entry, this.#op);
       if (event === null) {
-        lastId = entry.id; // not a valid event: skipped, never fatal
+        this.#lastId = entry.id; // not a valid event: skipped, never fatal
         continue;
       }
-      if (single && event.seq > 0 && event.seq <= lastSeq) {
+      if (this.#single && event.seq > 0 && event.seq <= this.#lastSeq) {
         // seq went backwards: the backend lost data (a restart that kept nothing). Start over from what it holds now.
-        const again = await firstRead(ctx, keys, undefined, signal);
-        ctx.metrics.increment("resets");
-        yield { kind: "reset", snapshot: decodeSnapshot(again.state) };
-        lastSeq = 0;
-        const restart = again.entries.length > 0 ? again.entries : [entry];
-        for (const e of restart) {
-          const ev = decodeEvent(e, op);
-          lastId = compareIds(e.id, lastId) > 0 ? e.id : lastId;
-          if (ev === null) continue;
-          if (ev.seq > lastSeq) lastSeq = ev.seq;
-          ctx.metrics.increment("events_delivered");
-          yield { kind: "event", event: ev };
-          if (isTerminal(ev.status)) return;
-        }
-        while (queue.length > 0 && compareIds((queue[0] as StreamEntry).id, lastId) <= 0) {
-          queuedBytes -= entrySize(queue.shift() as StreamEntry);
-        }
-        continue;
+        this.#inner = this.#recover(entry);
+        return undefined;
       }
-      lastId = entry.id;
-      if (event.seq > lastSeq) lastSeq = event.seq;
-      ctx.metrics.increment("events_delivered");
-      handedAt = Date.now();
-      yield { kind: "event", event };
-      if (single && isTerminal(event.status)) return;
+      this.#lastId = entry.id;
+      if (event.seq > this.#lastSeq) this.#lastSeq = event.seq;
+      this.#ctx.metrics.increment("events_delivered");
+      this.#handedAt = Date.now();
+      if (this.#single && isTerminal(event.status)) this.#finish();
+      return { done: false, value: { kind: "event", event } };
     }
-  } finally {
-    unsubscribe();
-    signal?.removeEventListener("abort", stop);
+  }
+
+  /** After `seq` went backwards: a reset with the snapshot the backend holds now, then its history. */
+  async *#recover(entry: StreamEntry): AsyncGenerator<WatchItem, void, undefined> {
+    const ctx = this.#ctx;
+    const again = await firstRead(ctx, this.#keys, undefined, this.#signal);
+    ctx.metrics.increment("resets");
+    yield { kind: "reset", snapshot: decodeSnapshot(again.state) };
+    this.#lastSeq = 0;
+    const restart = again.entries.length > 0 ? again.entries : [entry];
+    for (const e of restart) {
+      const ev = decodeEvent(e, this.#op);
+      if (compareIds(e.id, this.#lastId) > 0) this.#lastId = e.id;
+      if (ev === null) continue;
+      if (ev.seq > this.#lastSeq) this.#lastSeq = ev.seq;
+      ctx.metrics.increment("events_delivered");
+      if (isTerminal(ev.status)) this.#finish();
+      yield { kind: "event", event: ev };
+      if (this.#ended) return;
+    }
+    const queue = this.#queue;
+    while (queue.length > 0 && compareIds((queue[0] as StreamEntry).id, this.#lastId) <= 0) {
+      this.#queuedBytes -= entrySize(queue.shift() as StreamEntry);
+    }
+  }
+
+  /** The snapshot, then the history after `after` (or all of it); sets where live reading starts. */
+  async *#catchUp(): AsyncGenerator<WatchItem, void, undefined> {
+    const ctx = this.#ctx;
+    const keys = this.#keys;
+    const signal = this.#signal;
+    const single = this.#single;
+    const after = this.#after;
+    if (signal?.aborted || ctx.closed.aborted) {
+      this.#finish();
+      return;
+    }
+    const first = await firstRead(ctx, keys, after, signal);
+    const snapshot = decodeSnapshot(first.state);
+    let reset = false;
+    if (after !== undefined) {
+      const oldest = first.firstId;
+      if (oldest !== null && compareIds(after, oldest) < 0) {
+        // The entry right after `after` may be gone. Only a stream that still starts at seq 1 proves nothing was trimmed.
+        const head = await ctx.port.read(null, keys.events, { limit: 1 });
+        reset = head.entries[0]?.fields.seq !== "1";
+      } else if (oldest === null && snapshot?.id !== undefined && compareIds(after, snapshot.id) < 0) {
+        reset = true; // the stream was dropped after the end; the snapshot holds what is left
+      }
+    }
+    if (single || reset) {
+      if (reset) ctx.metrics.increment("resets");
+      yield { kind: reset ? "reset" : "snapshot", snapshot };
+    }
+
+    let page = first.entries;
+    if (reset) page = (await ctx.port.read(null, keys.events, { limit: PAGE })).entries;
+    let ended = false;
+    this.#lastSeq = snapshot?.seq ?? 0;
+    for (;;) {
+      for (const entry of page) {
+        if (compareIds(entry.id, this.#lastId) <= 0) continue;
+        this.#lastId = entry.id;
+        const event = decodeEvent(entry, this.#op);
+        if (event === null) continue;
+        if (event.seq > this.#lastSeq) this.#lastSeq = event.seq;
+        yield { kind: "event", event };
+        if (single && isTerminal(event.status)) ended = true;
+      }
+      if (page.length < PAGE || ended) break;
+      page = (await ctx.port.read(null, keys.events, { after: this.#lastId, limit: PAGE })).entries;
+    }
+    // The snapshot was read with the history in one round trip: if it says the operation ended, nothing live follows.
+    if (single && isTerminal(snapshot?.status)) ended = true;
+    if (ended || signal?.aborted || ctx.closed.aborted) {
+      this.#finish();
+      return;
+    }
+    if (this.#lastId === "0-0" && snapshot?.id !== undefined && page.length === 0 && first.entries.length === 0) {
+      // Nothing in the stream to read from: follow from what the snapshot last saw.
+      this.#lastId = snapshot.id;
+    }
   }
 }

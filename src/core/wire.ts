@@ -415,10 +415,38 @@ export function decodeSnapshot(fields: Fields | null): ProgressSnapshot | null {
   return snapshot;
 }
 
-/** Compare two stream entry ids (`ms-seq`). Negative when a < b. */
+/**
+ * Compare the decimal digits `a[as..ae)` and `b[bs..be)` as unsigned integers of
+ * any size: by length once leading zeros are skipped, then digit by digit.
+ */
+function compareDigits(a: string, as: number, ae: number, b: string, bs: number, be: number): number {
+  while (ae - as > 1 && a.charCodeAt(as) === 48) as++;
+  while (be - bs > 1 && b.charCodeAt(bs) === 48) bs++;
+  const aZero = ae === as || (ae - as === 1 && a.charCodeAt(as) === 48);
+  const bZero = be === bs || (be - bs === 1 && b.charCodeAt(bs) === 48);
+  if (aZero || bZero) return aZero && bZero ? 0 : aZero ? -1 : 1;
+  const length = ae - as;
+  if (length !== be - bs) return length - (be - bs);
+  for (let i = 0; i < length; i++) {
+    const d = a.charCodeAt(as + i) - b.charCodeAt(bs + i);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/**
+ * Compare two stream entry ids (`ms-seq`; a missing part counts as 0, as an
+ * empty one does). Negative when a < b, zero when equal, positive when a > b.
+ * Exact for the whole 64-bit range of both parts, and allocates nothing: it is
+ * called for every entry a watcher sees.
+ */
 export function compareIds(a: string, b: string): number {
-  const [am = "0", as = "0"] = a.split("-");
-  const [bm = "0", bs = "0"] = b.split("-");
-  const dm = Number(am) - Number(bm);
-  return dm !== 0 ? dm : Number(as) - Number(bs);
+  if (a === b) return 0;
+  let ad = a.indexOf("-");
+  let bd = b.indexOf("-");
+  if (ad < 0) ad = a.length;
+  if (bd < 0) bd = b.length;
+  const ms = compareDigits(a, 0, ad, b, 0, bd);
+  if (ms !== 0) return ms;
+  return compareDigits(a, Math.min(ad + 1, a.length), a.length, b, Math.min(bd + 1, b.length), b.length);
 }
