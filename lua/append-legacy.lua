@@ -134,7 +134,7 @@ end
 redis.call('XADD',k,'MAXLEN','~',x,'*',unpack(f))
 redis.call('EXPIRE',k,ARGV[s+1])
 elseif kind=='P' then
-out[i][5]=redis.call('PUBLISH',tg,ARGV[s])
+out[i][6]=redis.call('PUBLISH',tg,ARGV[s])
 end
 end
 end

@@ -106,7 +106,8 @@ def decode_append(reply: Any, count: int) -> List[PublishResult]:
         seq = int(row[2])
         cancelled = _text(row[3]) if len(row) > 3 else None
         if code == "ok":
-            subscribers = int(row[4]) if len(row) > 4 and row[4] is not None else None
+            # After code, id, seq, cancel and attempt: only a legacy publish adds it.
+            subscribers = int(row[5]) if len(row) > 5 and row[5] is not None else None
             out.append(
                 PublishResult("published", id=_text(row[1]), seq=seq, cancelled=cancelled, subscribers=subscribers)
             )

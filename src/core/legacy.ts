@@ -22,7 +22,16 @@
 import { ProgressValidationError } from "./errors.ts";
 import { defaultKeys, type KeyStrategy } from "./keys.ts";
 import { APPEND_SCRIPT, APPEND_SHA, decodeAppend, encodeAppend, type ScriptCall } from "./lua.ts";
-import type { AppendItem, AppendOptions, AppendResult, Fields } from "./port.ts";
+import type {
+  AppendItem,
+  AppendOptions,
+  AppendResult,
+  ClaimOptions,
+  Fields,
+  GroupReadOptions,
+  StreamEntry,
+  StreamPort,
+} from "./port.ts";
 
 /** The old layouts legacy mode can write. */
 export type LegacyLayout = "chunking" | "importProgress" | "operations";
@@ -50,6 +59,17 @@ export interface LegacyOptions {
    * @default "import_progress"
    */
   readonly namespace?: string | undefined;
+  /**
+   * Write the old format for old readers. `false` writes nothing old and moves
+   * no key: the manager only reads old entries with these status names (a
+   * reader of the old streams, with the layout's `keys` preset).
+   * @default true
+   * @example
+   * ```ts
+   * createProgress({ port, keys: keyPresets.operations, legacy: { layout: "operations", statuses: { completed: "finished" }, write: false } });
+   * ```
+   */
+  readonly write?: boolean | undefined;
 }
 
 /** Legacy mode after parsing. */
@@ -57,6 +77,8 @@ export interface ResolvedLegacy {
   readonly layout: LegacyLayout;
   readonly statuses: Readonly<Record<NativeStatus, string>>;
   readonly namespace: string;
+  /** Whether old-format writes are made (else the mode only reads). */
+  readonly write: boolean;
 }
 
 /** One write for old readers: a hash merge, a stream entry, or a publish. */
@@ -137,7 +159,10 @@ export function resolveLegacy(value: LegacyLayout | LegacyOptions): ResolvedLega
   if (typeof namespace !== "string" || !/^[A-Za-z0-9_.:-]{1,64}$/.test(namespace)) {
     throw new ProgressValidationError("legacy.namespace", namespace, "must be 1 to 64 of A-Z a-z 0-9 _ . : -");
   }
-  return { layout: o.layout, statuses, namespace };
+  if (o.write !== undefined && typeof o.write !== "boolean") {
+    throw new ProgressValidationError("legacy.write", o.write, "must be a boolean");
+  }
+  return { layout: o.layout, statuses, namespace, write: o.write ?? true };
 }
 
 /** The old keys (and channel) of an operation in a layout. */
@@ -277,7 +302,7 @@ export function legacyWrites(legacy: ResolvedLegacy, fields: Fields, stateKey: s
  * write: kind (H, X, P), target (a KEYS index; the channel for P), ttl (H) or
  * maxlen (X), argument count, arguments (X: the snapshot's KEYS index, ttl, fields). An item's writes run only when its
  * native event was accepted (`out[i][1]=='ok'`). A publish's subscriber
- * count is the fifth element of the item's reply row.
+ * count is the sixth element (after code, id, seq, cancel, attempt) of the item's reply row.
  */
 const LEGACY_BLOCK = `local la=#ARGV-tonumber(ARGV[#ARGV])+1
 for i=1,#out do
@@ -310,7 +335,7 @@ end
 redis.call('XADD',k,'MAXLEN','~',x,'*',unpack(f))
 redis.call('EXPIRE',k,ARGV[s+1])
 elseif kind=='P' then
-out[i][5]=redis.call('PUBLISH',tg,ARGV[s])
+out[i][6]=redis.call('PUBLISH',tg,ARGV[s])
 end
 end
 end
@@ -376,7 +401,8 @@ export function decodeAppendCall(reply: unknown, count: number): AppendResult[] 
   if (!Array.isArray(reply)) return results;
   return results.map((result, i) => {
     const row: unknown = reply[i];
-    const subscribers = Array.isArray(row) ? row[4] : undefined;
+    // After code, id, seq, cancel and attempt: only a legacy publish adds it.
+    const subscribers = Array.isArray(row) ? row[5] : undefined;
     return result.ok && subscribers !== undefined && subscribers !== null
       ? { ...result, subscribers: Number(subscribers) }
       : result;
@@ -408,10 +434,69 @@ const STATUS_BACK: Record<string, string> = {
   revoked: "cancelled",
 };
 
-/** Map an old status name to a native one (`done` -> `completed`, `processing` -> `running`). */
-export function nativeStatus(old: string | undefined): string | undefined {
+/** Old status name -> native status, from a legacy mode's configured names. */
+export type StatusesBack = Readonly<Record<string, string>>;
+
+/**
+ * Map an old status name to a native one: by the configured names when given
+ * (`legacy.statuses`, exact then case-insensitive), else by the names old
+ * stacks commonly used (`done` -> `completed`, `processing` -> `running`).
+ */
+export function nativeStatus(old: string | undefined, back?: StatusesBack): string | undefined {
   if (old === undefined) return undefined;
+  if (back !== undefined) {
+    const configured = back[old] ?? back[old.toLowerCase()];
+    if (configured !== undefined) return configured;
+  }
   return STATUS_BACK[old.toLowerCase()] ?? old;
+}
+
+/** The reading side of a legacy mode's status names: old name -> native status. */
+export function statusesBack(legacy: ResolvedLegacy): StatusesBack {
+  const back: Record<string, string> = Object.create(null);
+  for (const native of NATIVE) {
+    const old = legacy.statuses[native as NativeStatus];
+    back[old] = native;
+    back[old.toLowerCase()] ??= native;
+  }
+  return back;
+}
+
+/**
+ * A port that reads old-format entries and snapshots with a legacy mode's
+ * status names (`legacy.statuses`), so an old stream whose status is, say,
+ * `finished` ends when its job ends. Everything else goes to `port` unchanged.
+ */
+export function legacyReadPort(port: StreamPort, legacy: ResolvedLegacy): StreamPort {
+  const back = statusesBack(legacy);
+  const fields = (f: Fields): Fields => fromLegacyFields(f, back);
+  const state = (f: Fields | null): Fields | null => (f === null ? null : fields(f));
+  const entries = (list: readonly StreamEntry[]): StreamEntry[] =>
+    list.map((e) => ({ ...e, fields: fields(e.fields) }));
+  const wrapped: StreamPort = {
+    name: port.name,
+    capabilities: port.capabilities,
+    append: (items, options) => port.append(items, options),
+    read: async (stateKey, eventsKey, range) => {
+      const r = await port.read(stateKey, eventsKey, range);
+      return { ...r, state: state(r.state), entries: entries(r.entries) };
+    },
+    getState: async (stateKey) => state(await port.getState(stateKey)),
+    wait: async (cursors, options) =>
+      (await port.wait(cursors, options)).map((k) => ({ ...k, entries: entries(k.entries) })),
+    cancel: (stateKey, reason, ttlSeconds) => port.cancel(stateKey, reason, ttlSeconds),
+    delete: (stateKey, eventsKey) => port.delete(stateKey, eventsKey),
+    close: () => port.close(),
+  };
+  const { ensureGroup, groupRead, ack, claim, pending } = port;
+  return {
+    ...wrapped,
+    ...(ensureGroup ? { ensureGroup: (key: string, group: string) => ensureGroup.call(port, key, group) } : {}),
+    ...(groupRead ? { groupRead: async (o: GroupReadOptions) => entries(await groupRead.call(port, o)) } : {}),
+    ...(ack ? { ack: (key: string, group: string, ids: readonly string[]) => ack.call(port, key, group, ids) } : {}),
+    ...(claim ? { claim: async (o: ClaimOptions) => entries(await claim.call(port, o)) } : {}),
+    ...(pending ? { pending: (key: string, group: string) => pending.call(port, key, group) } : {}),
+  };
 }
 
 function unjson(value: string | undefined): string | undefined {
@@ -430,10 +515,11 @@ function unjson(value: string | undefined): string | undefined {
  * mapped to wire fields so they decode like native ones: `operation_id` ->
  * `op`, `correlation_id` -> `cid`, `timestamp`/`updated_at` -> `ts`,
  * `processed_rows`/`total_rows` -> `current`/`total`, `OPERATION_*` types and
- * old status names -> native statuses, JSON-encoded hash values decoded.
- * Native fields come back unchanged.
+ * old status names -> native statuses (by `back`, a legacy mode's configured
+ * names, first), JSON-encoded hash values decoded. Native fields come back
+ * unchanged, and so do fields this returned.
  */
-export function fromLegacyFields(fields: Fields): Fields {
+export function fromLegacyFields(fields: Fields, back?: StatusesBack): Fields {
   const old =
     fields.v === undefined &&
     (fields.operation_id !== undefined ||
@@ -451,7 +537,7 @@ export function fromLegacyFields(fields: Fields): Fields {
   set("op", get("op") ?? get("operation_id"));
   set("seq", get("seq"));
   const type = get("type");
-  let status = nativeStatus(get("status"));
+  let status = nativeStatus(get("status"), back);
   if (type === "OPERATION_COMPLETED") status ??= "completed";
   else if (type === "OPERATION_FAILED") status ??= "failed";
   set("type", type === undefined || type.startsWith("OPERATION_") ? (get("event") ?? "progress") : type);

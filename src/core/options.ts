@@ -1,7 +1,14 @@
 import type { ProgressError } from "./errors.ts";
 import { ProgressValidationError } from "./errors.ts";
 import { defaultKeys, type KeyStrategy } from "./keys.ts";
-import { type LegacyLayout, type LegacyOptions, nativeKeys, type ResolvedLegacy, resolveLegacy } from "./legacy.ts";
+import {
+  type LegacyLayout,
+  type LegacyOptions,
+  legacyReadPort,
+  nativeKeys,
+  type ResolvedLegacy,
+  resolveLegacy,
+} from "./legacy.ts";
 import { consoleLogger, type Logger, type Metrics, noMetrics } from "./observe.ts";
 import type { StreamPort } from "./port.ts";
 
@@ -139,6 +146,8 @@ export interface ProgressOptions {
    * written the way that layout's readers expect it (`chunking`,
    * `importProgress`, `operations`), in the same atomic call. Native keys that
    * would collide with the old ones move to the default strategy's names.
+   * Old entries already in a stream are read with the configured status
+   * names; `write: false` only reads them (a reader of the old streams).
    * Redis backends only (the memory backend ignores it). See docs/migrating.md.
    * @default none
    * @example
@@ -225,9 +234,10 @@ export function resolveOptions(options: ProgressOptions): ResolvedOptions {
   const o = options;
   const legacy = o.legacy === undefined ? undefined : resolveLegacy(o.legacy);
   return {
-    port: options.port,
+    // Old entries are read with the configured status names.
+    port: legacy === undefined ? options.port : legacyReadPort(options.port, legacy),
     keys:
-      legacy === undefined
+      legacy?.write !== true
         ? (options.keys ?? defaultKeys(o.prefix ?? "pc"))
         : nativeKeys(options.keys, o.prefix ?? "pc", legacy),
     ttlSeconds: o.ttlSeconds ?? 86_400,
@@ -250,6 +260,6 @@ export function resolveOptions(options: ProgressOptions): ResolvedOptions {
     maxReadFailures: o.maxReadFailures ?? 10,
     cancelCheckMs: o.cancelCheckMs ?? 2000,
     estimate: o.estimate ?? true,
-    legacy,
+    legacy: legacy?.write === true ? legacy : undefined,
   };
 }

@@ -308,6 +308,98 @@ describe("legacy mode", () => {
     expect(await reader.history(op)).toHaveLength(4);
   });
 
+  it("old entries already there are read with the configured status names, not a fixed table", async () => {
+    const op = "op-custom";
+    const statuses = { queued: "waiting", running: "crunching", completed: "all_good", failed: "kaput" } as const;
+    // Written before the move by an old worker with its own status names.
+    for (const [status, p] of [
+      ["waiting", "0"],
+      ["crunching", "40"],
+      ["ALL_GOOD", "100"],
+    ] as const) {
+      await raw.sendCommand([
+        "XADD",
+        `operations:${op}`,
+        "*",
+        "type",
+        "OPERATION_PROGRESS",
+        "status",
+        status,
+        "progress",
+        p,
+      ]);
+    }
+    await raw.sendCommand(["XADD", `operations:${op}-2`, "*", "type", "OPERATION_PROGRESS", "status", "kaput"]);
+    // A reader of the old streams: the layout's preset, reading only.
+    const reader = make({ keys: keyPresets.operations, legacy: { layout: "operations", statuses, write: false } });
+    const seen: string[] = [];
+    for await (const item of reader.watch(op, { signal: AbortSignal.timeout(10_000) })) {
+      if (item.kind === "event") seen.push(item.event.status);
+    }
+    // The watch ended by itself: `ALL_GOOD` is this team's `completed`.
+    expect(seen).toEqual(["queued", "running", "completed"]);
+    expect((await reader.history(`${op}-2`)).map((e) => e.status)).toEqual(["failed"]);
+    // Without the mapping, the same names are not statuses: they read as running.
+    const plain = make({ keys: keyPresets.operations });
+    expect((await plain.history(op)).map((e) => e.status)).toEqual(["running", "running", "running"]);
+
+    // The importProgress hash (JSON-encoded values) maps the same way, and a reading-only mode writes nothing old.
+    await raw.sendCommand([
+      "HSET",
+      "import_progress:hash:imp-custom",
+      "status",
+      JSON.stringify("finito"),
+      "progress",
+      "100",
+      "updated_at",
+      JSON.stringify("2026-11-22T14:30:00.123000+00:00"),
+    ]);
+    const hashReader = make({
+      keys: keyPresets.importProgress,
+      legacy: { layout: "importProgress", statuses: { completed: "finito" }, write: false },
+    });
+    expect(await hashReader.get("imp-custom")).toMatchObject({ status: "completed", progress: 100 });
+    const fresh = await hashReader.publish("imp-new", { progress: 5 });
+    expect(fresh).toMatchObject({ ok: true, seq: 1 });
+    expect(fresh.ok && fresh.subscribers).toBeUndefined();
+    expect(await raw.sendCommand(["TYPE", "import_progress:channel:imp-new"])).toBe("stream"); // the preset's own key
+    expect(await raw.sendCommand(["EXISTS", "import_progress:hash:imp-new"])).toBe(1);
+    expect(pairs(await raw.sendCommand(["HGETALL", "import_progress:hash:imp-new"]))).toMatchObject({ v: "1" });
+
+    // A writing legacy mode reads with its names too (the Python publisher's old writes, say).
+    const writer = make({ legacy: { layout: "operations", statuses }, keys: keyPresets.operations });
+    await raw.sendCommand(["XADD", `${prefix}:{op-w}:events`, "*", "operation_id", "op-w", "status", "all_good"]);
+    expect((await writer.history("op-w")).map((e) => e.status)).toEqual(["completed"]);
+  });
+
+  it("importProgress: a publish answers both its attempt and the old channel's subscriber count", async () => {
+    const progress = make({ legacy: "importProgress" });
+    const op = "import-attempts";
+    const listener = raw.duplicate();
+    await listener.connect();
+    const messages: string[] = [];
+    await listener.subscribe(`import_progress:channel:${op}`, (m) => messages.push(m));
+    try {
+      expect(await progress.publish(op, { status: "failed", message: "disk full" })).toMatchObject({
+        attempt: 1,
+        subscribers: 1,
+      });
+      expect(await progress.publish(op, { progress: 0 }, { restart: true })).toMatchObject({
+        attempt: 2,
+        seq: 2,
+        subscribers: 1,
+      });
+      expect(await progress.get(op)).toMatchObject({ attempt: 2, status: "running" });
+    } finally {
+      await listener.quit();
+    }
+    expect(messages).toHaveLength(2);
+    // Without legacy mode there is no subscriber count to report.
+    const plain = await make({}).publish("no-legacy", { progress: 1 });
+    expect(plain).toMatchObject({ ok: true, attempt: 1 });
+    expect(plain.ok && "subscribers" in plain).toBe(false);
+  });
+
   it.skipIf(typeof python !== "object")(
     "the Python publisher's legacy mode writes the same old entries, hashes and messages",
     async () => {
@@ -346,6 +438,9 @@ describe("legacy mode", () => {
     expect(() => make({ legacy: "nope" as "chunking" })).toThrow(/legacy\.layout/);
     expect(() => make({ legacy: { layout: "operations", statuses: { running: "has space" } } })).toThrow(
       /legacy\.statuses\.running/,
+    );
+    expect(() => make({ legacy: { layout: "operations", write: "no" as unknown as boolean } })).toThrow(
+      /legacy\.write/,
     );
   });
 });
