@@ -1,58 +1,113 @@
 /**
  * Soak: many operations reporting for a long time to many SSE clients over
- * real HTTP, against a redis-server this script starts on a free loopback
- * port. Asserts that the process heap (after `gc()`) and Redis memory stay
- * flat after warm-up, and that every client's last event equals the final
- * state of its operation. Not part of CI.
+ * real HTTP. This process is the server only (one manager on node-redis and a
+ * `node:http` SSE endpoint through `progresscast/node`); the SSE clients run in
+ * child processes (`support/sse-clients.ts`) and the publisher in another
+ * (`support/publisher.ts`), so their CPU is not taken from the server.
  *
- * Run: `npm run soak` (10 minutes), or
- * `node --expose-gc --import tsx bench/soak.ts --duration-s 120`.
- * Options: --duration-s, --warmup-s, --ops, --rate (updates/s per operation),
- * --clients, --max-len, --dry-run (print, do not write bench/RESULTS.md).
- * Prints a table and rewrites the `soak` section of `bench/RESULTS.md`; exits 1
- * when an assertion fails.
+ * Checks, and prints as PASS/FAIL:
+ * - every client's last state equals its operation's final state as
+ *   `progress.get` reads it after every operation ended;
+ * - the server's heap after `gc()` and Redis `used_memory`, sampled every
+ *   10 s, are flat after warm-up: the least-squares slope over the samples
+ *   after warm-up is below a bound (1 MB/min by default);
+ * - the publisher kept its rate (at least 95 % of it) and no publish failed.
+ *
+ * Run: `npm run soak` (10 minutes) or `npm run soak -- --minutes 2`.
+ * Options: --minutes (10), --clients (2000), --ops (200), --rate (updates/s per
+ * operation, 10), --procs (client processes, 2), --max-len (200),
+ * --sample-s (10), --heap-bound (MB/min, 1), --redis-bound (MB/min, 1),
+ * --dry-run (do not write bench/RESULTS.md). Uses REDIS_URL when set, else
+ * starts its own redis-server on loopback. Stops everything it started and
+ * exits 1 when a check fails (or 2 when it had to give up).
  */
-import { createServer, get, type IncomingMessage } from "node:http";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { loadavg } from "node:os";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import { createParser } from "eventsource-parser";
 import { createClient } from "redis";
 import { nodeRedis } from "../src/adapters/node-redis/index.ts";
 import { Progress } from "../src/core/progress.ts";
 import { toRequest, writeResponse } from "../src/node/index.ts";
-import { startRedis } from "../test/support/redis-server.ts";
+import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
+import {
+  type Child,
+  type ClientResult,
+  type FromClients,
+  type FromPublisher,
+  forkChild,
+  type Seen,
+  type ToClients,
+  type ToPublisher,
+} from "./support/children.ts";
+import { histogramMax, histogramQuantile, merge, newHistogram } from "./support/histogram.ts";
 import { machine } from "./support/machine.ts";
-import { markdownTable, textTable, writeSection } from "./support/results.ts";
-import { quantile } from "./support/stats.ts";
+import { markdownTable, redisVersion, textTable, writeJson, writeSection } from "./support/results.ts";
+import { fmtMs, fmtRate } from "./support/stats.ts";
 
 const { values: flags } = parseArgs({
   options: {
-    "duration-s": { type: "string", default: "600" },
-    "warmup-s": { type: "string" },
+    minutes: { type: "string", default: "10" },
+    clients: { type: "string", default: "2000" },
     ops: { type: "string", default: "200" },
     rate: { type: "string", default: "10" },
-    clients: { type: "string", default: "2000" },
+    procs: { type: "string", default: "2" },
     "max-len": { type: "string", default: "200" },
+    "sample-s": { type: "string", default: "10" },
+    "heap-bound": { type: "string", default: "1" },
+    "redis-bound": { type: "string", default: "1" },
     "dry-run": { type: "boolean", default: false },
   },
 });
-const durationS = Number(flags["duration-s"]);
-const warmupS = Number(flags["warmup-s"] ?? Math.max(20, Math.round(durationS / 4)));
+const MINUTES = Number(flags.minutes);
+const DURATION_S = Math.round(MINUTES * 60);
+const CLIENTS = Number(flags.clients);
 const OPS = Number(flags.ops);
 const RATE = Number(flags.rate);
-const CLIENTS = Number(flags.clients);
+const PROCS = Math.max(1, Math.min(Number(flags.procs), CLIENTS));
 const MAX_LEN = Number(flags["max-len"]);
-/** Growth after warm-up still called flat: a quarter, and never less than 8 MB (GC noise). */
-const FLAT_RATIO = 0.25;
-const FLAT_SLACK_BYTES = 8 * 2 ** 20;
+const SAMPLE_S = Number(flags["sample-s"]);
+const HEAP_BOUND = Number(flags["heap-bound"]);
+const REDIS_BOUND = Number(flags["redis-bound"]);
+/** Warm-up: the first 20 % of the run, and at least the time every stream takes to reach its cap (trimming is approximate: up to 100 more). */
+const WARMUP_S = Math.max(0.2 * DURATION_S, (MAX_LEN + 100) / RATE);
+const MIN_RATE_SHARE = 0.95;
+for (const [name, value] of Object.entries({ MINUTES, CLIENTS, OPS, RATE, MAX_LEN, SAMPLE_S })) {
+  if (!Number.isFinite(value) || value <= 0) {
+    console.error(`soak: bad option ${name.toLowerCase()}: ${value}`);
+    process.exit(2);
+  }
+}
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) {
   console.error("Run with --expose-gc: node --expose-gc --import tsx bench/soak.ts (npm run soak does)");
   process.exit(2);
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MB`;
+
+// Everything started here is stopped on the way out, whatever happens.
+const children: Child<unknown, { type: string }>[] = [];
+let redis: RedisServer | undefined;
+const giveUp = (why: string): never => {
+  console.error(`soak: ${why}`);
+  for (const c of children) c.kill();
+  void redis?.close();
+  process.exit(2);
+};
+const watchdog = setTimeout(() => giveUp("did not finish in time"), (DURATION_S + 600) * 1000);
+process.on("SIGINT", () => giveUp("interrupted"));
+
+redis = process.env.REDIS_URL ? undefined : await startRedis();
+const redisUrl = process.env.REDIS_URL ?? (redis as RedisServer).url;
+const inspector = createClient({ url: redisUrl, RESP: 2 });
+await inspector.connect();
+const redisMemory = async (): Promise<number> => {
+  const info = String(await inspector.sendCommand(["INFO", "memory"]));
+  return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? Number.NaN);
+};
 const heapAfterGc = async (): Promise<number> => {
   for (let i = 0; i < 3; i++) {
     gc();
@@ -60,202 +115,237 @@ const heapAfterGc = async (): Promise<number> => {
   }
   return process.memoryUsage().heapUsed;
 };
-const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MB`;
 
-const redis = await startRedis();
-const inspector = createClient({ url: redis.url, RESP: 2 });
-await inspector.connect();
-const redisMemory = async (): Promise<number> => {
-  const info = String(await inspector.sendCommand(["INFO", "memory"]));
-  return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? Number.NaN);
-};
-
+// ------------------------------------------------------------------ server
 const prefix = `soak${Date.now().toString(36)}`;
-const server = new Progress({ port: nodeRedis({ url: redis.url }), prefix, maxLen: MAX_LEN, logger: {} });
-const publisher = new Progress({
-  port: nodeRedis({ url: redis.url }),
-  prefix,
-  maxLen: MAX_LEN,
-  throttle: false,
-  estimate: false,
-  logger: {},
-});
+const progress = new Progress({ port: nodeRedis({ url: redisUrl }), prefix, maxLen: MAX_LEN, logger: {} });
 const http = createServer((req, res) => {
-  const op = new URL(req.url ?? "/", "http://x").searchParams.get("op") ?? "";
-  void (async () => writeResponse(res, await server.sse(toRequest(req, res), op, { heartbeatMs: 5000 })))();
+  const url = new URL(req.url ?? "/", "http://localhost");
+  if (url.pathname !== "/progress") {
+    res.writeHead(404).end();
+    return;
+  }
+  const op = url.searchParams.get("op") ?? "";
+  progress
+    .sse(toRequest(req, res), op)
+    .then((response) => writeResponse(res, response))
+    .catch(() => res.destroy());
 });
-http.maxConnections = CLIENTS + 100;
-await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+http.maxConnections = CLIENTS + 1000;
+await new Promise<void>((resolve) => http.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, resolve));
 const base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
 const ops = Array.from({ length: OPS }, (_, i) => `soak-${i}`);
 
-// Operations start before clients connect, so every client has a snapshot.
-await Promise.all(ops.map((op) => publisher.publish(op, { status: "running", progress: 0 })));
-
-interface Client {
-  readonly op: string;
-  last: { id: string; seq: number; status: string; progress: number } | undefined;
-  events: number;
-  reconnects: number;
-  ended: boolean;
-}
-const latencies: number[] = [];
-const clients: Client[] = [];
-const follow = (client: Client, lastId?: string): void => {
-  const headers: Record<string, string> = { accept: "text/event-stream" };
-  if (lastId) headers["last-event-id"] = lastId;
-  const req = get(`${base}/progress?op=${client.op}`, { headers, agent: false }, (res: IncomingMessage) => {
-    const parser = createParser({
-      onEvent(message) {
-        if (message.event === "snapshot" || message.event === "reset" || message.event === "error") return;
-        const event = JSON.parse(message.data) as {
-          id: string;
-          seq: number;
-          status: string;
-          progress: number;
-          ts: string;
-        };
-        client.last = { id: event.id, seq: event.seq, status: event.status, progress: event.progress };
-        client.events++;
-        if (latencies.length < 200_000 && client.events % 10 === 0) latencies.push(Date.now() - Date.parse(event.ts));
-      },
-    });
-    res.setEncoding("utf8");
-    res.on("data", (chunk: string) => parser.feed(chunk));
-    res.on("end", () => {
-      if (client.last && ["completed", "failed", "cancelled"].includes(client.last.status)) client.ended = true;
-      else reconnect(client);
-    });
-    res.on("error", () => {});
-  });
-  req.on("error", () => reconnect(client));
-};
-const reconnect = (client: Client): void => {
-  if (client.ended || stopping) return;
-  client.reconnects++;
-  setTimeout(() => follow(client, client.last?.id), 500 + Math.random() * 1000);
-};
-let stopping = false;
-
 console.log(
-  `soak: ${OPS} operations x ${RATE} updates/s, ${CLIENTS} SSE clients, ${durationS} s (warm-up ${warmupS} s), redis ${redis.url}`,
+  `soak: ${OPS} operations x ${RATE} updates/s, ${CLIENTS} SSE clients in ${PROCS} processes, ${DURATION_S} s (warm-up ${WARMUP_S} s), redis ${redisUrl}`,
 );
-for (let i = 0; i < CLIENTS; i++) {
-  const client: Client = { op: ops[i % OPS] as string, last: undefined, events: 0, reconnects: 0, ended: false };
-  clients.push(client);
-  follow(client);
-  if (i % 100 === 99) await sleep(50);
+
+// ------------------------------------------------------------------ publisher and clients
+const publisher = forkChild<ToPublisher, FromPublisher>("publisher.ts", "soak publisher");
+children.push(publisher as Child<unknown, { type: string }>);
+const publisherError = publisher.next("error", 2 ** 31 - 1).then((e) => giveUp(`publisher: ${e.message}`));
+void publisherError.catch(() => {});
+publisher.send({ type: "init", redisUrl, prefix, maxLen: MAX_LEN, ops });
+await publisher.next("initialized", 60_000);
+
+const clientProcs: Child<ToClients, FromClients>[] = [];
+for (let k = 0; k < PROCS; k++) {
+  const child = forkChild<ToClients, FromClients>("sse-clients.ts", `soak clients ${k + 1}`);
+  children.push(child as Child<unknown, { type: string }>);
+  clientProcs.push(child);
+  const mine: string[] = [];
+  for (let i = k; i < CLIENTS; i += PROCS) mine.push(ops[i % OPS] as string);
+  child.send({ type: "start", base, ops: mine });
 }
+const readies = await Promise.all(clientProcs.map((c) => c.next("ready", 180_000)));
+const ready = readies.reduce((n, r) => n + r.ready, 0);
+console.log(`  ${ready} / ${CLIENTS} clients connected in ${Math.max(...readies.map((r) => r.ms))} ms`);
 
-let published = 0;
-let failed = 0;
-let step = 0;
-const started = Date.now();
-const tick = setInterval(() => {
-  step++;
-  const progress = Math.min(99, (step / (durationS * RATE)) * 99);
-  for (const op of ops) {
-    void publisher.publish(op, { progress, message: `step ${step}` }).then((r) => {
-      if (r.ok) published++;
-      else failed++;
-    });
-  }
-}, 1000 / RATE);
-
+// ------------------------------------------------------------------ the run
 interface Sample {
   readonly atS: number;
   readonly heap: number;
+  readonly rss: number;
   readonly redis: number;
 }
 const samples: Sample[] = [];
-const sampleEveryS = Math.max(5, Math.round(durationS / 24));
-while (Date.now() - started < durationS * 1000) {
-  await sleep(sampleEveryS * 1000);
-  const sample = {
-    atS: Math.round((Date.now() - started) / 1000),
-    heap: await heapAfterGc(),
-    redis: await redisMemory(),
-  };
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+const cpu0 = process.cpuUsage();
+const t0 = performance.now();
+publisher.send({ type: "run", rate: RATE * OPS, seconds: DURATION_S });
+const done = publisher.next("done", (DURATION_S + 300) * 1000);
+let finished = false;
+void done.then(
+  () => {
+    finished = true;
+  },
+  () => {
+    finished = true;
+  },
+);
+loopDelay.enable();
+// Samples while the publisher runs (the operations end after DURATION_S, and their watches with them).
+for (let next = SAMPLE_S; next < DURATION_S && !finished; next += SAMPLE_S) {
+  while ((performance.now() - t0) / 1000 < next && !finished) await sleep(100);
+  if (finished) break;
+  const heap = await heapAfterGc();
+  const sample: Sample = { atS: Math.round((performance.now() - t0) / 100) / 10, heap, rss: process.memoryUsage().rss, redis: await redisMemory() };
   samples.push(sample);
-  console.log(`  ${sample.atS} s: heap ${mb(sample.heap)}, redis ${mb(sample.redis)}, published ${published}`);
+  publisher.send({ type: "stats" });
+  const [pub, ...stats] = await Promise.all([
+    publisher.next("stats", 10_000).catch(() => undefined),
+    ...clientProcs.map((c) => {
+      c.send({ type: "stats" });
+      return c.next("stats", 10_000).catch(() => undefined);
+    }),
+  ]);
+  const received = stats.reduce((n, s) => n + (s?.events ?? 0), 0);
+  const open = stats.reduce((n, s) => n + (s?.open ?? 0), 0);
+  console.log(
+    `  ${sample.atS} s: heap ${mb(sample.heap)}, rss ${mb(sample.rss)}, redis ${mb(sample.redis)}, published ${pub?.published ?? "?"} (behind ${pub?.behind ?? "?"}), received ${received}, open ${open}`,
+  );
 }
-clearInterval(tick);
+loopDelay.disable();
+const pub = await done.catch((e: unknown) => giveUp(`publisher: ${e instanceof Error ? e.message : String(e)}`));
+const serverCpu = process.cpuUsage(cpu0);
 
-// Every operation completes; every client must end on exactly that event.
-await Promise.all(ops.map((op) => publisher.publish(op, { status: "completed", progress: 100 })));
-const finals = new Map<string, { id: string; seq: number }>();
+// Every operation ended; every client must end on exactly the state `get` reads.
+const finals: Record<string, Seen> = {};
 for (const op of ops) {
-  const s = await publisher.get(op);
-  if (s?.id !== undefined) finals.set(op, { id: s.id, seq: s.seq });
+  const s = await progress.get(op);
+  if (s) finals[op] = { id: s.id, seq: s.seq, status: s.status };
 }
-const endBy = Date.now() + 60_000;
-while (clients.some((c) => !c.ended) && Date.now() < endBy) await sleep(200);
-stopping = true;
-const correct = clients.filter((c) => {
-  const f = finals.get(c.op);
-  return c.ended && f !== undefined && c.last?.id === f.id && c.last.seq === f.seq && c.last.status === "completed";
-}).length;
+const results: ClientResult[] = await Promise.all(
+  clientProcs.map((c) => {
+    c.send({ type: "finish", finals, timeoutMs: 60_000 });
+    return c.next("result", 120_000);
+  }),
+);
+const latency = newHistogram();
+for (const r of results) merge(latency, r.latency);
+const sum = (f: (r: ClientResult) => number): number => results.reduce((n, r) => n + f(r), 0);
+const correct = sum((r) => r.correct);
+const terminalEvents = sum((r) => r.terminalEvents);
+const mismatches = results.flatMap((r) => r.mismatches).slice(0, 5);
 
-const after = samples.filter((s) => s.atS >= warmupS);
-const first = after[0] ?? samples[samples.length - 1];
-const last = samples[samples.length - 1];
-const flat = (key: "heap" | "redis"): boolean =>
-  first !== undefined &&
-  last !== undefined &&
-  last[key] - first[key] <= Math.max(first[key] * FLAT_RATIO, FLAT_SLACK_BYTES);
-const heapFlat = flat("heap");
-const redisFlat = flat("redis");
+// ------------------------------------------------------------------ verdict
+/** Least-squares slope of y over x (per second), in bytes per minute. */
+const slopePerMinute = (points: readonly Sample[], key: "heap" | "redis" | "rss"): number => {
+  const n = points.length;
+  if (n < 2) return Number.NaN;
+  const mx = points.reduce((s, p) => s + p.atS, 0) / n;
+  const my = points.reduce((s, p) => s + p[key], 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const p of points) {
+    num += (p.atS - mx) * (p[key] - my);
+    den += (p.atS - mx) ** 2;
+  }
+  return (num / den) * 60;
+};
+const after = samples.filter((s) => s.atS > WARMUP_S);
+const heapSlope = slopePerMinute(after, "heap");
+const redisSlope = slopePerMinute(after, "redis");
+const rssSlope = slopePerMinute(after, "rss");
+const heapFlat = after.length >= 3 && heapSlope < HEAP_BOUND * 2 ** 20;
+const redisFlat = after.length >= 3 && redisSlope < REDIS_BOUND * 2 ** 20;
 const allCorrect = correct === CLIENTS;
-const delivered = clients.reduce((n, c) => n + c.events, 0);
-const reconnects = clients.reduce((n, c) => n + c.reconnects, 0);
+const target = RATE * OPS;
+const rateKept = pub.rate >= MIN_RATE_SHARE * target && pub.failed === 0 && pub.terminalFailures === 0;
+const ok = heapFlat && redisFlat && allCorrect && rateKept;
+const slope = (bytes: number): string => `${bytes >= 0 ? "+" : ""}${(bytes / 2 ** 20).toFixed(2)} MB/min`;
+const first = after[0];
+const last = after[after.length - 1];
 
 const head = ["measure", "value"];
 const rows: string[][] = [
-  ["duration (warm-up)", `${durationS} s (${warmupS} s)`],
-  ["operations x updates/s", `${OPS} x ${RATE}`],
-  ["SSE clients (real HTTP)", String(CLIENTS)],
-  ["events published (failed)", `${published} (${failed})`],
-  ["events received by clients", String(delivered)],
-  ["client reconnects", String(reconnects)],
+  ["duration (warm-up)", `${DURATION_S} s (${Math.round(WARMUP_S)} s)`],
+  ["operations x updates/s", `${OPS} x ${RATE} (${fmtRate(target)} events/s)`],
+  ["SSE clients (real HTTP, separate processes)", `${CLIENTS} in ${PROCS} processes (${ready} connected)`],
   [
-    "delivery latency p50 / p99 (publish ts to client)",
-    `${quantile(latencies, 0.5)} ms / ${quantile(latencies, 0.99)} ms`,
+    "events published / refused / failed",
+    `${fmtRate(pub.published)} / ${pub.refused} / ${pub.failed}, then ${pub.terminals} terminal (${pub.terminalFailures} failed)`,
   ],
   [
-    "heap after gc: after warm-up -> end",
-    `${mb(first?.heap ?? 0)} -> ${mb(last?.heap ?? 0)} (${heapFlat ? "flat" : "GROWING"})`,
+    "publisher rate achieved",
+    `${fmtRate(pub.rate)} events/s (${((pub.rate / target) * 100).toFixed(1)} % of target; at most ${fmtRate(pub.maxBehind)} events behind)`,
+  ],
+  ["events received by clients", fmtRate(sum((r) => r.events))],
+  ["client reconnects / connection errors", `${sum((r) => r.reconnects)} / ${sum((r) => r.errors)}`],
+  [
+    "delivery latency p50 / p99 / max (publish to client)",
+    `${fmtMs(histogramQuantile(latency, 0.5))} / ${fmtMs(histogramQuantile(latency, 0.99))} / ${fmtMs(histogramMax(latency))}`,
   ],
   [
-    "Redis used_memory: after warm-up -> end",
-    `${mb(first?.redis ?? 0)} -> ${mb(last?.redis ?? 0)} (${redisFlat ? "flat" : "GROWING"})`,
+    "server CPU (user + system) over the run",
+    `${((serverCpu.user + serverCpu.system) / 1e6).toFixed(1)} s (${((serverCpu.user + serverCpu.system) / 1e4 / (pub.seconds || 1)) | 0} % of one core)`,
   ],
-  ["clients whose last event is the final state", `${correct} / ${CLIENTS}`],
+  ["server event-loop delay p99 / max", `${fmtMs(loopDelay.percentile(99) / 1e6)} / ${fmtMs(loopDelay.max / 1e6)}`],
+  [
+    "server heap after gc: after warm-up -> end (slope)",
+    `${mb(first?.heap ?? 0)} -> ${mb(last?.heap ?? 0)} (${slope(heapSlope)}: ${heapFlat ? "flat" : "GROWING"})`,
+  ],
+  ["server RSS: after warm-up -> end (slope)", `${mb(first?.rss ?? 0)} -> ${mb(last?.rss ?? 0)} (${slope(rssSlope)})`],
+  [
+    "Redis used_memory: after warm-up -> end (slope)",
+    `${mb(first?.redis ?? 0)} -> ${mb(last?.redis ?? 0)} (${slope(redisSlope)}: ${redisFlat ? "flat" : "GROWING"})`,
+  ],
+  ["clients that received the terminal event", `${terminalEvents} / ${CLIENTS}`],
+  ["clients whose last state equals the final state (`get`)", `${correct} / ${CLIENTS}`],
 ];
 console.log(textTable(head, rows));
+if (mismatches.length > 0) console.log("mismatches:", JSON.stringify(mismatches, null, 1));
+const failures = [
+  allCorrect ? "" : `${CLIENTS - correct} clients did not end on the final state`,
+  heapFlat ? "" : "server heap not flat",
+  redisFlat ? "" : "Redis memory not flat",
+  rateKept ? "" : "the publisher did not keep its rate (or a publish failed)",
+].filter(Boolean);
 const m = machine();
-const ok = heapFlat && redisFlat && allCorrect;
-const outcome = `Result: **${ok ? "passed" : "FAILED"}** (1-minute load average at the end: ${loadavg()[0]?.toFixed(1)} on ${m.cores} cores; the clients run in the same process as the server).`;
+const load = loadavg()[0]?.toFixed(1);
+const outcome = `Result: **${ok ? "PASS" : "FAIL"}**${ok ? "" : ` (${failures.join("; ")})`}. 1-minute load average at the end: ${load} on ${m.cores} cores.`;
+const command = `npm run soak${MINUTES === 10 ? "" : ` -- --minutes ${MINUTES}`}`;
 const markdown = `## Soak: ${OPS} operations x ${RATE} updates/s to ${CLIENTS} SSE clients
 
-Measured ${m.date} on ${m.cpu} (${m.cores} cores, ${m.memoryGb} GB, Node ${m.node}), a redis-server on loopback,
-\`node --expose-gc --import tsx bench/soak.ts --duration-s ${durationS}\` (\`npm run soak\` runs 10 minutes).
-Flat means growth after warm-up of at most ${FLAT_RATIO * 100} % (and at least ${mb(FLAT_SLACK_BYTES)} of slack for GC noise).
-Streams are capped at ${MAX_LEN} entries, so Redis memory settles once every stream is full.
+Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB; Node ${m.node}; Redis ${redisVersion()} on loopback; ${m.date}.
+
+Command: \`${command}\` (\`node --expose-gc --import tsx bench/soak.ts\`). The server process holds one manager on node-redis and a \`node:http\` SSE endpoint (\`progresscast/node\`); the ${CLIENTS} SSE clients run in ${PROCS} child processes and the publisher (awaited \`publish\`, round robin, each event carrying its publish time) in another, so they do not take the server's CPU. Streams are capped at ${MAX_LEN} entries.
+
+Rules: every client's last state (event id, seq, status) equals its operation's final state read with \`progress.get\` after the publisher ended every operation; the server's heap after \`gc()\` and Redis \`used_memory\` are sampled every ${SAMPLE_S} s, and after warm-up (the first 20 % of the run, at least the time every stream takes to reach its cap: ${Math.round(WARMUP_S)} s here) the least-squares slope of each is below ${HEAP_BOUND} MB/min (heap) and ${REDIS_BOUND} MB/min (Redis); the publisher achieves at least ${MIN_RATE_SHARE * 100} % of its rate and no publish fails.
 
 ${markdownTable(head, rows, [false, true])}
 
 ${outcome}
 
-Samples (heap after gc / Redis used_memory): ${samples.map((s) => `${s.atS} s ${mb(s.heap)} / ${mb(s.redis)}`).join("; ")}.
+Samples (s: heap after gc / RSS / Redis used_memory): ${samples.map((s) => `${s.atS}: ${mb(s.heap)} / ${mb(s.rss)} / ${mb(s.redis)}`).join("; ")}.
 `;
-if (!flags["dry-run"]) writeSection("soak", markdown);
+if (!flags["dry-run"]) {
+  writeSection("soak", markdown);
+  writeJson("soak", {
+    minutes: MINUTES,
+    ops: OPS,
+    rate: RATE,
+    clients: CLIENTS,
+    procs: PROCS,
+    warmupS: WARMUP_S,
+    publisher: pub,
+    correct,
+    terminalEvents,
+    latencyMs: { p50: histogramQuantile(latency, 0.5), p99: histogramQuantile(latency, 0.99) },
+    slopes: { heap: heapSlope, redis: redisSlope, rss: rssSlope },
+    samples,
+    pass: ok,
+  });
+}
 
+// ------------------------------------------------------------------ stop everything
+clearTimeout(watchdog);
+for (const c of children) c.kill();
 http.closeAllConnections();
 http.close();
-await server.close();
-await publisher.close();
+await progress.close();
 await inspector.close();
-await redis.close();
+await redis?.close();
 console.log(outcome);
-console.log(ok ? "soak: OK" : "soak: FAILED");
+console.log(ok ? "soak: PASS" : "soak: FAIL");
 process.exit(ok ? 0 : 1);
