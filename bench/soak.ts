@@ -189,7 +189,12 @@ for (let next = SAMPLE_S; next < DURATION_S && !finished; next += SAMPLE_S) {
   while ((performance.now() - t0) / 1000 < next && !finished) await sleep(100);
   if (finished) break;
   const heap = await heapAfterGc();
-  const sample: Sample = { atS: Math.round((performance.now() - t0) / 100) / 10, heap, rss: process.memoryUsage().rss, redis: await redisMemory() };
+  const sample: Sample = {
+    atS: Math.round((performance.now() - t0) / 100) / 10,
+    heap,
+    rss: process.memoryUsage().rss,
+    redis: await redisMemory(),
+  };
   samples.push(sample);
   publisher.send({ type: "stats" });
   const [pub, ...stats] = await Promise.all([
