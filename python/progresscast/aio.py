@@ -31,9 +31,18 @@ class AsyncProgressPublisher:
         retry_attempts: int = 5,
         on_error: Optional[Callable[[BaseException, str], None]] = None,
         legacy: Any = None,
+        estimate: bool = True,
     ) -> None:
         self._s = _Settings(
-            prefix, ttl_seconds, terminal_ttl_seconds, max_len, throttle_seconds, retry_attempts, on_error, legacy
+            prefix,
+            ttl_seconds,
+            terminal_ttl_seconds,
+            max_len,
+            throttle_seconds,
+            retry_attempts,
+            on_error,
+            legacy,
+            estimate,
         )
         self._redis = redis
         self._script = redis.register_script(self._s.source)
@@ -61,11 +70,18 @@ class AsyncProgressPublisher:
             self._s.failed(error, op)
             return
         status = dict(item.fields)["status"]
+        if item.restart:
+            # What is held of the previous attempt goes first, then the new attempt, in order.
+            held = self._take_held(op)
+            self._last[op] = (time.monotonic(), status)
+            self._spawn(op, *([held, item] if held is not None else [item]))
+            return
         now = time.monotonic()
         last = self._last.get(op)
         due = (
             self._s.throttle_seconds == 0
             or last is None
+            or item.restart
             or item.terminal
             or last[1] != status
             or now - last[0] >= self._s.throttle_seconds
@@ -98,10 +114,15 @@ class AsyncProgressPublisher:
         await self.close()
 
     def task(
-        self, op: str, total: Optional[int] = None, cid: Optional[str] = None, scope: Optional[str] = None
+        self,
+        op: str,
+        total: Optional[int] = None,
+        cid: Optional[str] = None,
+        scope: Optional[str] = None,
+        restart: bool = False,
     ) -> AsyncTask:
         """``async with publisher.task(op, total=n) as t:``; see ProgressPublisher.task."""
-        return AsyncTask(self, op, total=total, cid=cid, scope=scope)
+        return AsyncTask(self, op, total=total, cid=cid, scope=scope, restart=restart)
 
     def _drop_held(self, op: str) -> None:
         timer = self._timers.pop(op, None)
@@ -125,13 +146,19 @@ class AsyncProgressPublisher:
         if item is not None:
             self._spawn(op, item)
 
-    def _spawn(self, op: str, item: Item) -> None:
-        task = asyncio.get_running_loop().create_task(self._send(op, item))
+    def _spawn(self, op: str, *items: Item) -> None:
+        task = asyncio.get_running_loop().create_task(self._send_all(op, items))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
+    async def _send_all(self, op: str, items: Tuple[Item, ...]) -> PublishResult:
+        result = PublishResult("failed")
+        for item in items:
+            result = await self._send(op, item)
+        return result
+
     async def _send(self, op: str, item: Item) -> PublishResult:
-        keys, args = self._s.args(item)
+        keys, args = self._s.args(self._s.estimated(op, item))
         attempts = self._s.retry_attempts if item.terminal else 0
         attempt = 0
         while True:

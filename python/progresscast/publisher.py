@@ -1,12 +1,15 @@
 """The synchronous publisher (redis-py), for Celery tasks and scripts."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from .estimate import MAX_ETA_SECONDS, Estimator
 from .legacy import Legacy, encode_section
 from .script import APPEND_SCRIPT, LEGACY_APPEND_SCRIPT, Item, PublishResult, decode_append, encode_append
 from .wire import (
@@ -15,12 +18,13 @@ from .wire import (
     ProgressValidationError,
     assert_id,
     encode_update,
+    format_decimal,
 )
 
 log = logging.getLogger("progresscast")
 
 Update = Dict[str, Any]
-_PUBLISH_OPTIONS = ("scope", "allow_backwards", "allow_after_terminal")
+_PUBLISH_OPTIONS = ("scope", "allow_backwards", "allow_after_terminal", "restart")
 
 
 def _int_option(name: str, value: Any, minimum: int) -> int:
@@ -42,6 +46,7 @@ class _Settings:
         retry_attempts: int,
         on_error: Optional[Callable[[BaseException, str], None]],
         legacy: Any = None,
+        estimate: bool = True,
     ) -> None:
         if not isinstance(prefix, str) or not PREFIX_PATTERN.fullmatch(prefix):
             raise ProgressValidationError("prefix", prefix, "must be 1 to 64 of A-Z a-z 0-9 _ . : -")
@@ -56,6 +61,9 @@ class _Settings:
         self.on_error = on_error
         self.legacy: Optional[Legacy] = None if legacy is None else Legacy.parse(legacy)
         self.source = APPEND_SCRIPT if self.legacy is None else LEGACY_APPEND_SCRIPT
+        if not isinstance(estimate, bool):
+            raise ProgressValidationError("estimate", estimate, "must be a boolean")
+        self.estimator: Optional[Estimator] = Estimator() if estimate else None
 
     def events_key(self, op: str) -> str:
         return "%s:{%s}:events" % (self.prefix, op)
@@ -80,7 +88,30 @@ class _Settings:
             terminal=status in TERMINAL_STATUSES,
             allow_backwards=bool(options.get("allow_backwards", False)),
             allow_after_terminal=bool(options.get("allow_after_terminal", False)),
+            restart=bool(options.get("restart", False)),
         )
+
+    def estimated(self, op: str, item: Item) -> Item:
+        """The item with ``eta`` from the progress rate, when it has progress and no eta
+        of its own (what the TypeScript core adds); sampled once, when the item is sent."""
+        if self.estimator is None:
+            return item
+        if item.restart:
+            self.estimator.forget(op)
+        if item.terminal:
+            self.estimator.forget(op)
+            return item
+        f = dict(item.fields)
+        if "eta" in f or "progress" not in f:
+            return item
+        at = datetime.strptime(f["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        eta = self.estimator.sample(op, float(f["progress"]), round(at.timestamp() * 1000))
+        if eta is None or eta > MAX_ETA_SECONDS:
+            return item
+        fields = list(item.fields)
+        # Before the final ``attempt`` pair, where the script expects it.
+        fields.insert(len(fields) - 1 if fields[-1][0] == "attempt" else len(fields), ("eta", format_decimal(eta)))
+        return dataclasses.replace(item, fields=fields)
 
     def args(self, item: Item) -> Tuple[list, list]:
         keys, args = encode_append([item], self.ttl_seconds, self.max_len, self.terminal_ttl_seconds)
@@ -123,6 +154,10 @@ class ProgressPublisher:
     docs/migrating.md); ``result.subscribers`` then counts the receivers of an
     ``importProgress`` publish.
 
+    ``estimate`` (default True) adds ``eta``, the seconds remaining from the
+    progress rate, to events with progress and no eta of their own, as the
+    TypeScript core does.
+
     Example::
 
         publisher = ProgressPublisher(redis.Redis.from_url(url))
@@ -140,9 +175,18 @@ class ProgressPublisher:
         retry_attempts: int = 5,
         on_error: Optional[Callable[[BaseException, str], None]] = None,
         legacy: Any = None,
+        estimate: bool = True,
     ) -> None:
         self._s = _Settings(
-            prefix, ttl_seconds, terminal_ttl_seconds, max_len, throttle_seconds, retry_attempts, on_error, legacy
+            prefix,
+            ttl_seconds,
+            terminal_ttl_seconds,
+            max_len,
+            throttle_seconds,
+            retry_attempts,
+            on_error,
+            legacy,
+            estimate,
         )
         self._redis = redis
         self._script = redis.register_script(self._s.source)
@@ -157,9 +201,17 @@ class ProgressPublisher:
         Keyword arguments: the update's fields (``progress``, ``current``,
         ``total``, ``message``, ``status``, ``type``, ``cid``, ``data``,
         ``eta``, ``ts``) and the options ``scope``, ``allow_backwards``,
-        ``allow_after_terminal``. Raises ProgressValidationError for bad input
-        only; a Redis failure is logged and returned (terminal events are
-        retried first), never raised into the job.
+        ``allow_after_terminal`` and ``restart``. Raises
+        ProgressValidationError for bad input only; a Redis failure is logged
+        and returned (terminal events are retried first), never raised into the job.
+
+        ``restart=True`` starts a new attempt of the operation (a retried job
+        under the same id), whether or not the previous one ended: the
+        result's ``attempt`` is one more than before (1 for an operation not
+        known), ``seq`` keeps increasing, the snapshot is replaced by this
+        event, the stream's history of the previous attempt is dropped
+        (watchers resuming from it get a reset) and the ordering rules are
+        waived for this event.
         """
         update, options = split(kwargs)
         item = self._s.item(op, update, options)
@@ -170,8 +222,9 @@ class ProgressPublisher:
         """Publish without waiting for each update: coalesced per operation.
 
         At most one write per ``throttle_seconds``; the newest update inside
-        the interval is held and written when it ends. Status changes and
-        terminal events are written at once. Never raises: bad input and
+        the interval is held and written when it ends. Status changes,
+        terminal events and restarts are written at once (a restart after
+        what is held of the previous attempt). Never raises: bad input and
         failures go to the log and ``on_error``.
         """
         update, options = split(kwargs)
@@ -181,12 +234,15 @@ class ProgressPublisher:
             self._s.failed(error, op)
             return
         status = dict(item.fields)["status"]
+        if item.restart:
+            self._write_held(op)
         now = time.monotonic()
         with self._lock:
             last = self._last.get(op)
             due = (
                 self._s.throttle_seconds == 0
                 or last is None
+                or item.restart
                 or item.terminal
                 or last[1] != status
                 or now - last[0] >= self._s.throttle_seconds
@@ -222,13 +278,23 @@ class ProgressPublisher:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def task(self, op: str, total: Optional[int] = None, cid: Optional[str] = None, scope: Optional[str] = None):
+    def task(
+        self,
+        op: str,
+        total: Optional[int] = None,
+        cid: Optional[str] = None,
+        scope: Optional[str] = None,
+        restart: bool = False,
+    ):
         """A job's lifecycle as a context manager: ``running`` on entry,
         ``completed`` on a normal exit, ``failed`` (with the exception's text)
-        when the block raises. The exception is not swallowed."""
+        when the block raises. The exception is not swallowed.
+
+        ``restart=True`` runs a retried job as a new attempt of the operation:
+        the task's first event is published with ``restart=True``."""
         from .task import Task
 
-        return Task(self, op, total=total, cid=cid, scope=scope)
+        return Task(self, op, total=total, cid=cid, scope=scope, restart=restart)
 
     def _cancel_timer(self, op: str) -> None:
         timer = self._timers.pop(op, None)
@@ -247,7 +313,7 @@ class ProgressPublisher:
         self._send(op, item)
 
     def _send(self, op: str, item: Item) -> PublishResult:
-        keys, args = self._s.args(item)
+        keys, args = self._s.args(self._s.estimated(op, item))
         attempts = self._s.retry_attempts if item.terminal else 0
         attempt = 0
         while True:

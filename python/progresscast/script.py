@@ -17,6 +17,7 @@ FLAG_ALLOW_BACKWARDS = 1
 FLAG_ALLOW_AFTER_TERMINAL = 2
 FLAG_SCOPE = 4
 FLAG_TERMINAL = 8
+FLAG_RESTART = 16
 
 
 def _read(name: str) -> str:
@@ -42,6 +43,7 @@ class Item:
     scope_key: Optional[str] = None
     allow_backwards: bool = False
     allow_after_terminal: bool = False
+    restart: bool = False
 
 
 def encode_append(
@@ -57,6 +59,7 @@ def encode_append(
             | (FLAG_ALLOW_AFTER_TERMINAL if item.allow_after_terminal else 0)
             | (FLAG_SCOPE if item.scope_key else 0)
             | (FLAG_TERMINAL if item.terminal else 0)
+            | (FLAG_RESTART if item.restart else 0)
         )
         progress = next((value for name, value in item.fields if name == "progress"), "")
         args += [str(flags), progress, str(len(item.fields) * 2)]
@@ -77,10 +80,11 @@ def _text(value: Any) -> Optional[str]:
 class PublishResult:
     """What a publish did.
 
-    ``outcome`` is ``published`` (with ``id`` and ``seq``), ``refused``
-    (``reason`` is ``backwards`` or ``terminal``) or ``failed`` (``error``
-    holds the backend failure). ``cancelled`` is the reason given to cancel,
-    when the operation was asked to stop.
+    ``outcome`` is ``published`` (with ``id``, ``seq`` and ``attempt``),
+    ``refused`` (``reason`` is ``backwards`` or ``terminal``) or ``failed``
+    (``error`` holds the backend failure). ``cancelled`` is the reason given
+    to cancel, when the operation was asked to stop. ``attempt`` is the
+    operation's attempt the event belongs to: 1, one more at each restart.
     """
 
     outcome: str
@@ -90,6 +94,7 @@ class PublishResult:
     reason: Optional[str] = None
     error: Optional[BaseException] = None
     subscribers: Optional[int] = None
+    attempt: Optional[int] = None
 
     @property
     def ok(self) -> bool:
@@ -97,7 +102,8 @@ class PublishResult:
 
 
 def decode_append(reply: Any, count: int) -> List[PublishResult]:
-    """Decode the script's reply: one ``[code, id, seq, cancel]`` row per item."""
+    """Decode the script's reply: one ``[code, id, seq, cancel, attempt]`` row per item
+    (a sixth element, the subscriber count, after a legacy publish)."""
     if not isinstance(reply, (list, tuple)) or len(reply) != count:
         raise ValueError("Unexpected reply to the append script: %r" % (reply,))
     out: List[PublishResult] = []
@@ -108,8 +114,16 @@ def decode_append(reply: Any, count: int) -> List[PublishResult]:
         if code == "ok":
             # After code, id, seq, cancel and attempt: only a legacy publish adds it.
             subscribers = int(row[5]) if len(row) > 5 and row[5] is not None else None
+            attempt = int(row[4]) if len(row) > 4 and row[4] is not None else 1
             out.append(
-                PublishResult("published", id=_text(row[1]), seq=seq, cancelled=cancelled, subscribers=subscribers)
+                PublishResult(
+                    "published",
+                    id=_text(row[1]),
+                    seq=seq,
+                    cancelled=cancelled,
+                    subscribers=subscribers,
+                    attempt=attempt,
+                )
             )
         elif code in ("backwards", "terminal"):
             out.append(PublishResult("refused", seq=seq, cancelled=cancelled, reason=code))

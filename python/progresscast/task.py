@@ -4,11 +4,15 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from .script import PublishResult
-from .wire import assert_id
+from .wire import ProgressValidationError, assert_id, encode_update
+
+_OPTIONS = ("scope", "allow_backwards", "allow_after_terminal", "restart")
 
 
 class _Base:
-    def __init__(self, op: str, total: Optional[int], cid: Optional[str], scope: Optional[str]) -> None:
+    def __init__(
+        self, op: str, total: Optional[int], cid: Optional[str], scope: Optional[str], restart: bool = False
+    ) -> None:
         assert_id(op)
         if scope is not None:
             assert_id(scope, "scope")
@@ -19,6 +23,31 @@ class _Base:
         self.current = 0
         self.cancelled: Optional[str] = None
         self.ended = False
+        # The next event starts a new attempt (until one that does has been handed over).
+        self._restart = bool(restart)
+
+    def _first(self, args: Dict[str, Any]) -> Dict[str, Any]:
+        """Mark the event that starts the new attempt of a restarted task."""
+        if self._restart:
+            self._restart = False
+            args["restart"] = True
+        return args
+
+    def _after(self, args: Dict[str, Any], result: PublishResult) -> PublishResult:
+        # A restarting event that was not written leaves the restart to the next event.
+        if args.get("restart") and result.outcome == "failed":
+            self._restart = True
+        return result
+
+    def _report_args(self, args: Dict[str, Any]) -> Dict[str, Any]:
+        """A report's arguments; the restart only goes with a report that will be written."""
+        if self._restart:
+            try:
+                encode_update(self.op, **{k: v for k, v in args.items() if k not in _OPTIONS})
+            except ProgressValidationError:
+                return args
+            return self._first(args)
+        return args
 
     def _common(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
         out = dict(kwargs)
@@ -57,22 +86,33 @@ class Task(_Base):
     """``with publisher.task(op, total=n) as t:`` — see ProgressPublisher.task.
 
     ``t.cancelled`` holds the reason once the operation was asked to stop
-    (learned from any publish's answer).
+    (learned from any publish's answer). With ``restart=True`` the task's
+    first event starts a new attempt of the operation.
     """
 
     def __init__(self, publisher: Any, op: str, **options: Any) -> None:
         super().__init__(op, **options)
         self._p = publisher
 
+    def _publish(self, args: Dict[str, Any]) -> PublishResult:
+        self._first(args)
+        try:
+            result = self._p.publish(self.op, **args)
+        except ProgressValidationError:
+            if args.get("restart"):
+                self._restart = True
+            raise
+        return self._seen(self._after(args, result))
+
     def start(self, **kwargs: Any) -> PublishResult:
         """Publish ``running`` with progress 0 (done on entering the block)."""
         args = self._progress_args(0, kwargs)
         args.setdefault("progress", 0)
-        return self._seen(self._p.publish(self.op, **args))
+        return self._publish(args)
 
     def progress(self, current: Optional[int] = None, **kwargs: Any) -> None:
         """Report progress (coalesced): ``t.progress(420)`` or ``t.progress(progress=42.5, message=...)``."""
-        self._p.report(self.op, **self._progress_args(current, kwargs))
+        self._p.report(self.op, **self._report_args(self._progress_args(current, kwargs)))
 
     def advance(self, by: int = 1, **kwargs: Any) -> None:
         """Count ``by`` more units done and report."""
@@ -82,17 +122,17 @@ class Task(_Base):
         """Publish an application event (``file_completed``) on the operation."""
         args = self._common(kwargs)
         args["type"] = type
-        return self._seen(self._p.publish(self.op, **args))
+        return self._publish(args)
 
     def complete(self, **kwargs: Any) -> PublishResult:
         """Publish ``completed``."""
         self._p.flush()
-        return self._seen(self._p.publish(self.op, **self._end_args("completed", kwargs)))
+        return self._publish(self._end_args("completed", kwargs))
 
     def fail(self, message: str, **kwargs: Any) -> PublishResult:
         """Publish ``failed`` with a message."""
         kwargs.setdefault("message", message[:2048])
-        return self._seen(self._p.publish(self.op, **self._end_args("failed", kwargs)))
+        return self._publish(self._end_args("failed", kwargs))
 
     def __enter__(self) -> "Task":
         self.start()
@@ -114,13 +154,23 @@ class AsyncTask(_Base):
         super().__init__(op, **options)
         self._p = publisher
 
+    async def _publish(self, args: Dict[str, Any]) -> PublishResult:
+        self._first(args)
+        try:
+            result = await self._p.publish(self.op, **args)
+        except ProgressValidationError:
+            if args.get("restart"):
+                self._restart = True
+            raise
+        return self._seen(self._after(args, result))
+
     async def start(self, **kwargs: Any) -> PublishResult:
         args = self._progress_args(0, kwargs)
         args.setdefault("progress", 0)
-        return self._seen(await self._p.publish(self.op, **args))
+        return await self._publish(args)
 
     def progress(self, current: Optional[int] = None, **kwargs: Any) -> None:
-        self._p.report(self.op, **self._progress_args(current, kwargs))
+        self._p.report(self.op, **self._report_args(self._progress_args(current, kwargs)))
 
     def advance(self, by: int = 1, **kwargs: Any) -> None:
         self.progress(self.current + by, **kwargs)
@@ -128,15 +178,15 @@ class AsyncTask(_Base):
     async def event(self, type: str, **kwargs: Any) -> PublishResult:  # noqa: A002
         args = self._common(kwargs)
         args["type"] = type
-        return self._seen(await self._p.publish(self.op, **args))
+        return await self._publish(args)
 
     async def complete(self, **kwargs: Any) -> PublishResult:
         await self._p.flush()
-        return self._seen(await self._p.publish(self.op, **self._end_args("completed", kwargs)))
+        return await self._publish(self._end_args("completed", kwargs))
 
     async def fail(self, message: str, **kwargs: Any) -> PublishResult:
         kwargs.setdefault("message", message[:2048])
-        return self._seen(await self._p.publish(self.op, **self._end_args("failed", kwargs)))
+        return await self._publish(self._end_args("failed", kwargs))
 
     async def __aenter__(self) -> "AsyncTask":
         await self.start()

@@ -1,8 +1,8 @@
 """Wire format v1: validation and encoding, the same rules as the TypeScript core.
 
 Every field of a stream entry is a string. ``encode_update`` checks an update
-and returns the fields in wire order (``v``, ``op``, ``seq`` first); the append
-script assigns ``seq``.
+and returns the fields in wire order (``v``, ``op``, ``seq`` first, ``attempt``
+last); the append script assigns ``seq`` and ``attempt``.
 """
 from __future__ import annotations
 
@@ -145,7 +145,8 @@ def encode_update(
 ) -> Fields:
     """Validate an update and return its wire fields in order.
 
-    ``seq`` is a placeholder (``"0"``): the append script assigns it.
+    ``seq`` (``"0"``) and ``attempt`` (``"1"``, the last field) are
+    placeholders: the append script assigns them.
     Raises ProgressValidationError naming the first bad field.
     """
     assert_id(op)
@@ -195,4 +196,6 @@ def encode_update(
         fields.append(("eta", format_decimal(eta)))
     elif status in TERMINAL_STATUSES:
         fields.append(("eta", "0"))
+    # Always last: the append script writes the operation's attempt into it.
+    fields.append(("attempt", "1"))
     return fields

@@ -222,6 +222,89 @@ describe.skipIf(typeof python !== "object")("Python publisher", () => {
     }
   });
 
+  it("restart=True starts a new attempt exactly as the TypeScript publisher's restart does", async () => {
+    const calls: Array<[ProgressUpdate, { restart?: boolean }]> = [
+      [{ current: 4, total: 10, message: "Rows", data: { file: "a.csv" }, ts: TS }, {}],
+      [{ status: "failed", message: "disk full", ts: TS }, {}],
+      [{ progress: 5, ts: TS }, {}],
+      [{ progress: 5, ts: TS }, { restart: true }],
+      [{ progress: 2, ts: TS }, {}],
+      [{ progress: 50, ts: TS }, {}],
+      [{ progress: 0, ts: TS }, { restart: true }],
+      [{ status: "completed", ts: TS }, {}],
+    ];
+    const outcomes = [];
+    for (const [update, options] of calls) {
+      const r = await progress.publish("ts-restart", update, options);
+      outcomes.push([
+        r.outcome,
+        r.ok || r.outcome === "refused" ? r.seq : null,
+        r.ok ? null : ((r as { reason?: string }).reason ?? null),
+        r.ok ? r.attempt : null,
+      ]);
+    }
+    expect(outcomes.map((o) => o[3])).toEqual([1, 1, null, 2, null, 2, 3, 3]);
+    expect(await driver("restart", "py-restart")).toEqual(outcomes);
+    const expected = await delivered(progress, "ts-restart");
+    expect(await delivered(progress, "py-restart")).toEqual(expected);
+    expect((expected.get as { attempt: number }).attempt).toBe(3);
+  });
+
+  it("a task with restart=True runs an ended operation again as a new attempt (sync and asyncio)", async () => {
+    await progress.publish("py-task-restart", { status: "failed", message: "first try" });
+    expect(await driver("task-restart", "py-task-restart")).toEqual({
+      refused: ["refused", "terminal"],
+      last: ["published", 3],
+    });
+    const history = await progress.history("py-task-restart");
+    // The asyncio task's attempt replaced the sync one's; seq went on throughout.
+    expect(history.map((e) => [e.attempt, e.status, e.current])).toEqual([
+      [3, "running", 1],
+      [3, "completed", 2],
+    ]);
+    expect(history.map((e) => e.seq)).toEqual([7, 8]);
+    expect(await progress.get("py-task-restart")).toMatchObject({ status: "completed", attempt: 3, seq: 8 });
+  });
+
+  it("adds the same eta as the TypeScript core, from the progress rate at the events' times", async () => {
+    const estimating = createProgress({
+      port: nodeRedis({ url: redis.url }),
+      prefix,
+      throttle: false,
+      logger: silentLogger,
+    });
+    try {
+      const at = (s: number): Date => new Date(TS.getTime() + s * 1000);
+      const calls: Array<[ProgressUpdate, { allowBackwards?: boolean }]> = [
+        [{ progress: 10, ts: at(0) }, {}],
+        [{ progress: 12, ts: at(0.3) }, {}],
+        [{ current: 1, total: 3, ts: at(1.2) }, {}],
+        [{ progress: 5, ts: at(2) }, { allowBackwards: true }],
+        [{ progress: 50, ts: at(3.5) }, {}],
+        [{ progress: 60, eta: 9, ts: at(3.6) }, {}],
+        [{ progress: 70, ts: at(40) }, {}],
+        [{ status: "completed", ts: at(41) }, {}],
+      ];
+      for (const [update, options] of calls)
+        expect((await estimating.publish("ts-eta", update, options)).ok).toBe(true);
+      const expected = await delivered(estimating, "ts-eta");
+      expect((expected.history as { eta?: number }[]).map((e) => e.eta)).toEqual([
+        undefined,
+        undefined,
+        3.4,
+        undefined,
+        1.7,
+        9,
+        54.8,
+        0,
+      ]);
+      expect(await driver("eta", "py-eta")).toEqual(Array(8).fill("published"));
+      expect(await delivered(estimating, "py-eta")).toEqual(expected);
+    } finally {
+      await estimating.close();
+    }
+  });
+
   it("learns a cancellation from the publish's answer", async () => {
     await progress.publish("py-cancel", { progress: 1 });
     expect(await progress.cancel("py-cancel", "user pressed cancel")).toBe(true);

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import redis
 import redis.asyncio
@@ -138,6 +138,59 @@ elif scenario == "cancel":
     p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix)
     r = p.publish(op, progress=5)
     out({"cancelled": r.cancelled})
+
+elif scenario == "restart":
+    # A job retried under the same id: a new attempt, as the TypeScript side publishes it.
+    p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix)
+    results = [
+        p.publish(op, current=4, total=10, message="Rows", data={"file": "a.csv"}, ts=TS),
+        p.publish(op, status="failed", message="disk full", ts=TS),
+        p.publish(op, progress=5, ts=TS),
+        p.publish(op, progress=5, ts=TS, restart=True),
+        p.publish(op, progress=2, ts=TS),
+        p.publish(op, progress=50, ts=TS),
+        p.publish(op, progress=0, ts=TS, restart=True),
+        p.publish(op, status="completed", ts=TS),
+    ]
+    out([[r.outcome, r.seq, r.reason, r.attempt] for r in results])
+
+elif scenario == "task-restart":
+    # The operation ended (failed) before: the task runs the job again as a new attempt.
+    p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix, throttle_seconds=0)
+    with p.task(op, total=3, restart=True) as t:
+        for _ in range(3):
+            t.advance()
+    stale = p.task(op, total=1)  # without restart: the ended operation refuses it
+    refused = stale.start()
+
+    async def again():
+        client = redis.asyncio.Redis.from_url(url)
+        ap = AsyncProgressPublisher(client, prefix=prefix, throttle_seconds=0)
+        task = ap.task(op, total=2, restart=True)
+        task.progress(1)  # the first event, a report, starts the attempt
+        await ap.flush()
+        r = await task.complete()
+        await client.aclose() if hasattr(client, "aclose") else await client.close()
+        return r
+
+    done = asyncio.run(again())
+    out({"refused": [refused.outcome, refused.reason], "last": [done.outcome, done.attempt]})
+
+elif scenario == "eta":
+    # Progress at known times: the same estimate as the TypeScript core's.
+    p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix)
+    at = lambda s: TS + timedelta(seconds=s)  # noqa: E731
+    results = [
+        p.publish(op, progress=10, ts=at(0)),
+        p.publish(op, progress=12, ts=at(0.3)),
+        p.publish(op, current=1, total=3, ts=at(1.2)),
+        p.publish(op, progress=5, ts=at(2.0), allow_backwards=True),
+        p.publish(op, progress=50, ts=at(3.5)),
+        p.publish(op, progress=60, eta=9, ts=at(3.6)),
+        p.publish(op, progress=70, ts=at(40)),
+        p.publish(op, status="completed", ts=at(41)),
+    ]
+    out([r.outcome for r in results])
 
 elif scenario.startswith("legacy:"):
     # The job of test/interop/legacy.test.ts, from Python with legacy mode on.
