@@ -156,12 +156,51 @@ export async function checkAuthorize<R>(
 }
 
 /**
+ * The property of an SSE body stream (`Symbol.for("progresscast.sse.direct")`)
+ * through which a server adapter (`progresscast/node`'s `writeResponse`) takes
+ * the bytes directly, with its own backpressure, instead of reading the web
+ * stream: no promise per chunk. Any other reader of the body sees the same bytes.
+ */
+export const DIRECT_BODY: unique symbol = Symbol.for("progresscast.sse.direct") as typeof DIRECT_BODY;
+
+/** Where a directly attached SSE body writes. */
+export interface DirectSink {
+  /** Write bytes; false when the writer's buffer is full: it calls `resume()` once drained. */
+  write(bytes: Uint8Array): boolean;
+  /** The stream ended normally: end the response. */
+  end(): void;
+  /** The stream ended abruptly (a client past its byte budget): close the connection, not as a complete response. */
+  abort(): void;
+}
+
+/** The control a directly attached writer gets back. */
+export interface DirectControl {
+  /** The writer drained: write more. */
+  resume(): void;
+  /** The client went away: stop and release the watch. */
+  cancel(): void;
+}
+
+/** The value at {@link DIRECT_BODY}: attach a writer, or null when the body is already read as a web stream. */
+export type DirectAttach = (sink: DirectSink) => DirectControl | null;
+
+/** A watch whose already-queued items can be taken without a promise (see `Watch.poll`). */
+type Items = AsyncGenerator<WatchItem, void, undefined> & {
+  poll?: () => IteratorResult<WatchItem, void> | undefined;
+};
+
+/** Bytes handed to a web stream reader per pull, at most, when more are ready at once. */
+const PULL_BUDGET = 65_536;
+
+/**
  * Build the SSE Response for a watch. `start` opens the watch once authorized.
+ * Items already queued go out in one pull (or straight to a directly attached
+ * writer); each event's frame is encoded once and shared by every connection.
  */
 export async function sseResponse(
   request: Request,
   target: WatchTarget,
-  start: (options: WatchOptions) => AsyncGenerator<WatchItem, void, undefined>,
+  start: (options: WatchOptions) => Items,
   options: SseOptions,
 ): Promise<Response> {
   let after: string | undefined;
@@ -178,9 +217,23 @@ export async function sseResponse(
   const stop = new AbortController();
   const signal = AbortSignal.any([stop.signal, request.signal]);
   const items = start({ after, signal, maxQueueBytes: options.maxBufferedBytes ?? 1_048_576 });
+  const poll = (): IteratorResult<WatchItem, void> | undefined => items.poll?.();
+
+  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  /** How the bytes leave: a web stream reader, or a directly attached writer. */
+  let mode: "idle" | "web" | "direct" = "idle";
+  let sink: DirectSink | undefined;
+  let closed = false;
+  /** The writer takes more now. */
+  let wants = false;
+  let budget = 0;
+  let pumping = false;
+  let waiting = false;
   let stopHeartbeat: (() => void) | undefined;
   let onAbort: (() => void) | undefined;
+
   const cleanup = (): void => {
+    closed = true;
     stopHeartbeat?.();
     stopHeartbeat = undefined;
     // Nothing may stay registered on the combined signal: on Node 20 its listeners keep the whole stream alive.
@@ -189,58 +242,137 @@ export async function sseResponse(
     stop.abort();
     void items.return(undefined);
   };
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(encoder.encode(`retry: ${retryMs}\n\n`));
-      stopHeartbeat = onHeartbeat(heartbeatMs, () => {
-        try {
-          controller.enqueue(PING);
-        } catch {
-          cleanup();
-        }
-      });
-      onAbort = () => {
-        cleanup();
-        try {
-          controller.close();
-        } catch {
-          // already closed
-        }
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-    },
-    async pull(controller) {
+  /** Write bytes; returns whether the writer takes more now. */
+  const out = (bytes: Uint8Array): boolean => {
+    if (sink) return sink.write(bytes);
+    controller?.enqueue(bytes);
+    budget -= bytes.byteLength;
+    return budget > 0;
+  };
+  const end = (): void => {
+    if (closed) return;
+    cleanup();
+    if (sink) sink.end();
+    try {
+      controller?.close();
+    } catch {
+      // already closed
+    }
+  };
+  const fail = (error: unknown): void => {
+    if (closed) return;
+    cleanup();
+    if (isSlowConsumerError(error)) {
+      // The client stopped reading: drop what is buffered and end the connection now.
+      if (sink) sink.abort();
+      else controller?.error(error);
+      return;
+    }
+    // Tell the client why, then end: it reconnects and resumes from its last event id.
+    const message = error instanceof Error ? error.message : String(error);
+    try {
+      out(encoder.encode(`event: error\ndata: ${JSON.stringify({ code: "watch_failed", message })}\n\n`));
+    } catch {
+      // already closed
+    }
+    if (sink) sink.end();
+    else {
       try {
-        const next = await items.next();
-        if (next.done) {
-          cleanup();
-          controller.close();
-          return;
-        }
-        controller.enqueue(frame(next.value));
-      } catch (error) {
-        cleanup();
-        if (isSlowConsumerError(error)) {
-          // The client stopped reading: drop what is buffered and end the connection now.
-          controller.error(error);
-          return;
-        }
-        // Tell the client why, then end: it reconnects and resumes from its last event id.
-        const message = error instanceof Error ? error.message : String(error);
-        try {
-          controller.enqueue(
-            encoder.encode(`event: error\ndata: ${JSON.stringify({ code: "watch_failed", message })}\n\n`),
-          );
-          controller.close();
-        } catch {
-          // already closed
-        }
+        controller?.close();
+      } catch {
+        // already closed
       }
+    }
+  };
+  const handle = (r: IteratorResult<WatchItem, void>): void => {
+    if (r.done) end();
+    else wants = out(frame(r.value));
+  };
+  /** Hand over what is ready now; when nothing is, wait for the next item once. */
+  const pump = (): void => {
+    if (pumping || waiting) return;
+    pumping = true;
+    try {
+      while (wants && !closed) {
+        const ready = poll();
+        if (ready === undefined) {
+          waiting = true;
+          items.next().then(
+            (r) => {
+              waiting = false;
+              if (closed) return;
+              handle(r);
+              pump();
+            },
+            (error: unknown) => {
+              waiting = false;
+              fail(error);
+            },
+          );
+          return;
+        }
+        handle(ready);
+      }
+    } catch (error) {
+      fail(error);
+    } finally {
+      pumping = false;
+    }
+  };
+  /** The first reader (web or direct) starts the stream: the retry hint, heartbeats, then items. */
+  const begin = (): void => {
+    out(encoder.encode(`retry: ${retryMs}\n\n`));
+    stopHeartbeat = onHeartbeat(heartbeatMs, () => {
+      try {
+        out(PING);
+      } catch {
+        cleanup();
+      }
+    });
+    onAbort = () => end();
+    signal.addEventListener("abort", onAbort, { once: true });
+  };
+
+  // High-water mark 0: nothing is pulled before a reader asks, so a server adapter can still attach directly.
+  const body = new ReadableStream<Uint8Array>(
+    {
+      start(c) {
+        controller = c;
+      },
+      pull() {
+        if (closed || mode === "direct") return;
+        budget = PULL_BUDGET;
+        wants = true;
+        if (mode === "idle") {
+          mode = "web";
+          begin();
+        }
+        pump();
+      },
+      cancel() {
+        cleanup();
+      },
     },
-    cancel() {
-      cleanup();
-    },
-  });
+    { highWaterMark: 0 },
+  );
+  const attach: DirectAttach = (s) => {
+    if (mode !== "idle" || closed) return null;
+    mode = "direct";
+    sink = s;
+    wants = true;
+    begin();
+    pump();
+    return {
+      resume() {
+        wants = true;
+        pump();
+      },
+      cancel() {
+        end();
+      },
+    };
+  };
+  Object.defineProperty(body, DIRECT_BODY, { value: attach });
   return new Response(body, {
     status: 200,
     headers: {

@@ -57,6 +57,61 @@ export function toRequest(req: NodeRequestLike, res?: NodeResponseLike): Request
   });
 }
 
+/** What an SSE body of `progress.sse()` offers at `Symbol.for("progresscast.sse.direct")`. */
+type DirectAttach = (sink: {
+  write(bytes: Uint8Array): boolean;
+  end(): void;
+  abort(): void;
+}) => { resume(): void; cancel(): void } | null;
+
+const DIRECT_BODY = Symbol.for("progresscast.sse.direct");
+
+/**
+ * Write an SSE body of `progress.sse()` straight to `res` (no web stream read
+ * per chunk): undefined when the body is not one, or is already being read.
+ * Resolves when the stream ends or the client goes away.
+ */
+function directWriter(res: NodeResponseLike, body: ReadableStream<Uint8Array>): Promise<void> | undefined {
+  const attach: unknown = (body as unknown as Record<symbol, unknown>)[DIRECT_BODY];
+  if (typeof attach !== "function" || body.locked) return undefined;
+  let finish = (): void => {};
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  let control: ReturnType<DirectAttach> = null;
+  let draining = false;
+  const resume = (): void => {
+    draining = false;
+    control?.resume();
+  };
+  control = (attach as DirectAttach)({
+    write(bytes) {
+      const ok = res.write(bytes);
+      if (!ok && !draining) {
+        draining = true;
+        res.once("drain", resume);
+      }
+      return ok;
+    },
+    end() {
+      if (!res.writableEnded) res.end();
+      finish();
+    },
+    abort() {
+      if (res.destroy) res.destroy();
+      else if (!res.writableEnded) res.end();
+      finish();
+    },
+  });
+  if (control === null) return undefined;
+  const attached = control;
+  res.once("close", () => {
+    attached.cancel();
+    finish();
+  });
+  return finished;
+}
+
 /**
  * Write a web `Response` to a Node response, streaming the body with
  * backpressure; stops reading (cancelling the body, which frees a watch) when
@@ -84,6 +139,8 @@ export async function writeResponse(res: NodeResponseLike, response: Response): 
     res.end();
     return;
   }
+  const direct = directWriter(res, response.body);
+  if (direct) return await direct;
   const reader = response.body.getReader();
   let gone = false;
   let failed = false;
