@@ -19,7 +19,7 @@ import { Outbox, type OutboxEntry, type OutboxOutcome } from "./outbox.ts";
 import { type AppendItem, type AppendResult, PartialAppendError } from "./port.ts";
 import { badRequest, type SseOptions, sseResponse, type WatchTarget } from "./sse.ts";
 import { Task, type TaskOptions } from "./task.ts";
-import { Coalescer, type Held } from "./throttle.ts";
+import { Coalescer, checkReport, type Held } from "./throttle.ts";
 import { toError } from "./util.ts";
 import { type WatchItem, type WatchOptions, watchStream } from "./watch.ts";
 import { serveSession, type WebSocketLike, type WebSocketOptions } from "./websocket.ts";
@@ -254,7 +254,7 @@ export class Progress implements AsyncDisposable {
       }
       // Refuse bad input now, while the caller's stack is there; the held update is encoded
       // (and sampled for the estimate) once, when it is written.
-      encodeUpdate(op, update);
+      checkReport(op, update);
       if (o.scope !== undefined) assertId(o.scope, "scope");
       if (this.#coalescer.offer(op, update, o)) this.#o.metrics.increment("events_coalesced");
     } catch (error) {
@@ -351,7 +351,7 @@ export class Progress implements AsyncDisposable {
     const state = op !== undefined ? this.#o.keys.state(op) : null;
     return watchStream(
       { port: this.#o.port, hub: this.#hubFor(), metrics: this.#o.metrics, closed: this.#closing.signal },
-      { events, state, op },
+      { events, state, op, stateOf: op === undefined ? (o: string) => this.#o.keys.state(o) : undefined },
       options,
     );
   }

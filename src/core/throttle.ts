@@ -1,5 +1,45 @@
 import type { ProgressUpdate } from "./wire.ts";
-import { isTerminal } from "./wire.ts";
+import {
+  CID_PATTERN,
+  encodeUpdate,
+  ID_PATTERN,
+  isTerminal,
+  MAX_MESSAGE_LENGTH,
+  STATUSES,
+  TYPE_PATTERN,
+} from "./wire.ts";
+
+const STATUS_SET: ReadonlySet<string> = new Set(STATUSES);
+
+/**
+ * Refuse a report's bad input at once, cheaply: the fields a progress loop
+ * sends (`progress`, `current`, `total`, `message`, `status`, `type`, `cid`)
+ * are checked here without building the wire fields; anything else, and any
+ * doubt, goes through the full check of {@link encodeUpdate}, which names the
+ * first bad field. Accepts exactly what `encodeUpdate` accepts.
+ *
+ * @throws {ProgressValidationError} naming the first bad field (from `encodeUpdate`).
+ */
+export function checkReport(op: string, update: ProgressUpdate): void {
+  if (!quickCheck(op, update)) encodeUpdate(op, update);
+}
+
+/** True when the update is surely valid; false means "ask encodeUpdate". */
+function quickCheck(op: string, update: ProgressUpdate): boolean {
+  if (typeof op !== "string" || !ID_PATTERN.test(op)) return false;
+  if (update === null || typeof update !== "object") return false;
+  const { progress, current, total, message, status, type, cid, data, eta, ts } = update;
+  if (data !== undefined || eta !== undefined || ts !== undefined) return false;
+  if (progress !== undefined && !(typeof progress === "number" && progress >= 0 && progress <= 100)) return false;
+  if (current !== undefined && !(Number.isSafeInteger(current) && current >= 0)) return false;
+  if (total !== undefined && !(Number.isSafeInteger(total) && total >= 0)) return false;
+  if (current !== undefined && total !== undefined && current > total) return false;
+  if (message !== undefined && !(typeof message === "string" && message.length <= MAX_MESSAGE_LENGTH)) return false;
+  if (status !== undefined && !(typeof status === "string" && STATUS_SET.has(status))) return false;
+  if (type !== undefined && !(typeof type === "string" && TYPE_PATTERN.test(type))) return false;
+  if (cid !== undefined && !(typeof cid === "string" && CID_PATTERN.test(cid))) return false;
+  return true;
+}
 
 /** What the coalescer hands back for writing. */
 export interface Held<O> {
@@ -8,12 +48,34 @@ export interface Held<O> {
   readonly options: O;
 }
 
+/** A held update: its own merged copy of the updates offered, changed in place by later ones. */
+interface Holding<O> {
+  readonly op: string;
+  readonly update: Record<string, unknown>;
+  options: O;
+}
+
 interface Slot<O> {
   lastWriteAt: number;
   status: string | undefined;
-  held: Held<O> | undefined;
+  held: Holding<O> | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
+
+/**
+ * A copy of an update the coalescer may change: own enumerable fields, as
+ * object spread copies them; no prototype, so no field name (not even
+ * `__proto__`) can do more than set a field.
+ */
+function own(update: ProgressUpdate): Record<string, unknown> {
+  return Object.assign(Object.create(null) as Record<string, unknown>, update);
+}
+
+const asHeld = <O>(holding: Holding<O>): Held<O> => ({
+  op: holding.op,
+  update: holding.update as ProgressUpdate,
+  options: holding.options,
+});
 
 /**
  * Coalesces, never drops: per operation, at most one write per `intervalMs`.
@@ -37,7 +99,6 @@ export class Coalescer<O> {
 
   /** Offer an update; it is written now or held. Returns true when it was merged into a held one. */
   offer(op: string, update: ProgressUpdate, options: O): boolean {
-    const now = this.#now();
     let slot = this.#slots.get(op);
     if (!slot) {
       slot = { lastWriteAt: Number.NEGATIVE_INFINITY, status: undefined, held: undefined, timer: undefined };
@@ -50,26 +111,33 @@ export class Coalescer<O> {
       (update.type !== undefined && update.type !== "progress");
     if (urgent) {
       this.#release(op, slot);
-      this.#emit(op, slot, { op, update, options }, now);
+      this.#emit(op, slot, { op, update, options }, this.#now());
       if (isTerminal(status)) this.#forget(op, slot);
       return false;
     }
-    if (!slot.held && now - slot.lastWriteAt >= this.#intervalMs) {
+    const held = slot.held;
+    if (held) {
+      // Newest over held, in place; a timer is always set while something is held.
+      Object.assign(held.update, update);
+      held.options = options;
+      this.coalesced++;
+      return true;
+    }
+    const now = this.#now();
+    if (now - slot.lastWriteAt >= this.#intervalMs) {
       this.#emit(op, slot, { op, update, options }, now);
       return false;
     }
-    const merged = slot.held !== undefined;
-    slot.held =
-      merged && slot.held ? { op, update: { ...slot.held.update, ...update }, options } : { op, update, options };
-    if (merged) this.coalesced++;
+    slot.held = { op, update: own(update), options };
     if (!slot.timer) {
       const wait = Math.max(0, slot.lastWriteAt + this.#intervalMs - now);
-      slot.timer = setTimeout(() => {
-        slot.timer = undefined;
-        this.#release(op, slot);
+      const waiting = slot;
+      waiting.timer = setTimeout(() => {
+        waiting.timer = undefined;
+        this.#release(op, waiting);
       }, wait);
     }
-    return merged;
+    return false;
   }
 
   /** Write everything held, now. */
@@ -112,7 +180,7 @@ export class Coalescer<O> {
     const held = slot.held;
     if (!held) return;
     slot.held = undefined;
-    this.#emit(op, slot, held, this.#now());
+    this.#emit(op, slot, asHeld(held), this.#now());
   }
 
   #forget(op: string, slot: Slot<O>): void {
