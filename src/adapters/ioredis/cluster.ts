@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { Cluster, type ClusterNode, type ClusterOptions, Command } from "ioredis";
+import { Cluster, type ClusterNode, type ClusterOptions } from "ioredis";
 import {
   type ClusterCommands,
   ClusterWaiter,
@@ -20,28 +20,16 @@ import {
   ScopeCopier,
 } from "../../core/cluster.ts";
 import { ConnectionClosedError, TimeoutError } from "../../core/errors.ts";
-import { CANCEL_SCRIPT, CANCEL_SHA } from "../../core/lua.ts";
-import type {
-  AppendResult,
-  ClaimOptions,
-  Cursor,
-  GroupReadOptions,
-  KeyEntries,
-  OperationRead,
-  StreamEntry,
-  StreamPort,
-} from "../../core/port.ts";
+import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port.ts";
 import {
-  isNoScript,
-  mapError,
-  READ_SCRIPT,
-  READ_SHA,
-  readiness,
-  toEntries,
-  toFields,
+  droppingOnStop,
+  type RedisCalls,
+  redisMethods,
   toKeyEntries,
-  UTF8,
-} from "./replies.ts";
+  withDeadline,
+  xreadArgs,
+} from "../../core/redis-port.ts";
+import { mapError, readiness, sendArgs, sender } from "./replies.ts";
 
 /** The part of an ioredis `Cluster` (v5 or v6) this adapter calls, typed structurally. */
 export interface IoRedisClusterClient {
@@ -132,67 +120,23 @@ export function ioredisCluster(
   };
 
   const direct = client instanceof Cluster;
-  const exec = (c: IoRedisClusterClient, name: string, args: string[]): Promise<unknown> =>
-    direct
-      ? ((c as unknown as Cluster).sendCommand(new Command(name, args, UTF8)) as Promise<unknown>)
-      : c.call(name, args);
-
-  const command = async (
-    name: string,
-    args: string[],
-    what: string,
-    c: IoRedisClusterClient = client,
-  ): Promise<unknown> => {
-    if (c.status !== "ready") await ready(c, what);
-    try {
-      return await exec(c, name, args);
-    } catch (cause) {
-      throw mapError(cause, what);
-    }
-  };
-
-  /** EVALSHA routed by the first key, EVAL on NOSCRIPT (a new or flushed master). */
-  const script = async (
-    sha: string,
-    source: string,
-    keys: readonly string[],
-    args: readonly string[],
-    what: string,
-  ): Promise<unknown> => {
-    if (client.status !== "ready") await ready(client, what);
-    const call = [sha, String(keys.length)];
-    for (const k of keys) call.push(k);
-    for (const a of args) call.push(a);
-    try {
-      return await exec(client, "evalsha", call);
-    } catch (cause) {
-      if (!isNoScript(cause)) throw mapError(cause, what);
-    }
-    call[0] = source;
-    return await command("eval", call, what);
-  };
+  const { exec, command, script } = sender<IoRedisClusterClient>(client, direct, ready);
 
   /** A command that must answer within `ms`: a silent node fails the call instead of hanging it. */
-  const bounded = async (name: string, args: string[], what: string, ms: number): Promise<unknown> => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TimeoutError(`Redis did not answer ${what} within ${ms} ms`)), ms);
+  const bounded = (name: string, args: string[], what: string, ms: number): Promise<unknown> =>
+    withDeadline(command(name, args, what), {
+      ms,
+      expired: () => new TimeoutError(`Redis did not answer ${what} within ${ms} ms`),
     });
-    try {
-      return await Promise.race([command(name, args, what), deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
 
   const commands: ClusterCommands = {
     script: (sha, source, keys, args) => script(sha, source, keys, args, "append"),
     publish: (channel, message) => command("spublish", [channel, message], "wake-up"),
     async read(cursors: readonly Cursor[], count: number): Promise<KeyEntries[]> {
-      const args = ["COUNT", String(count), "STREAMS"];
-      for (const c of cursors) args.push(c.key);
-      for (const c of cursors) args.push(c.after);
-      return toKeyEntries(await bounded("xread", args, "wait", Math.max(5000, blockMarginMs)));
+      const args = xreadArgs(cursors, count);
+      return toKeyEntries(
+        await sendArgs(args, (name, rest) => bounded(name, rest, "wait", Math.max(5000, blockMarginMs))),
+      );
     },
     async subscribe(channels, listener) {
       const s = sub();
@@ -249,57 +193,30 @@ export function ioredisCluster(
       drop();
       throw error;
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let onAbort: (() => void) | undefined;
-    const stop = new Promise<null>((resolve, reject) => {
-      onAbort = () => {
-        drop();
-        resolve(null);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      timer = setTimeout(() => {
-        drop();
-        reject(new TimeoutError(`A blocking group read did not answer within ${blockMs + blockMarginMs} ms`));
-      }, blockMs + blockMarginMs);
+    return await droppingOnStop(() => sendArgs(args, (name, rest) => command(name, rest, "groupRead", b)), {
+      ms: blockMs + blockMarginMs,
+      signal,
+      drop,
+      closed: () => closed,
+      what: "group read",
     });
-    try {
-      return await Promise.race([command("xreadgroup", args, "groupRead", b), stop]);
-    } catch (error) {
-      if (closed || signal?.aborted) return null;
-      throw error;
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) signal?.removeEventListener("abort", onAbort);
-    }
+  };
+
+  const calls: RedisCalls = {
+    command: (_key, args, what) => sendArgs(args, (name, rest) => command(name, rest, what)),
+    script: (sha, source, keys, args, what) => script(sha, source, keys, args, what),
+    blockingGroupRead: (_key, args, blockMs, signal) => blocking(args, blockMs, signal),
   };
 
   const port: StreamPort & { delete(stateKey: string, eventsKey: string): Promise<boolean> } = {
     name: "ioredis-cluster",
     capabilities: { groups: true, blocking: true, cluster: true },
+    ...redisMethods(calls),
 
     /** One script call per slot touched (with its wake-up behind it), plus one per scope slot for scoped events. */
     async append(items, o): Promise<AppendResult[]> {
       if (client.status !== "ready") await ready(client, "append");
       return await clusterAppend(commands, copier, items, o, DEFAULT_WAKE_CHANNEL);
-    },
-
-    /** One round trip: the read script on the operation's slot. */
-    async read(stateKey, eventsKey, range): Promise<OperationRead> {
-      const after = range.after === undefined || range.after === "0" ? "-" : `(${range.after}`;
-      const reply = await script(
-        READ_SHA,
-        READ_SCRIPT,
-        stateKey === null ? [eventsKey] : [eventsKey, stateKey],
-        [after, String(range.limit)],
-        "read",
-      );
-      const [state, entries, first] = Array.isArray(reply) ? reply : [];
-      return { state: toFields(state), entries: toEntries(entries), firstId: toEntries(first)[0]?.id ?? null };
-    },
-
-    /** One round trip (HGETALL). */
-    async getState(stateKey) {
-      return toFields(await command("hgetall", [stateKey], "getState"));
     },
 
     /** Non-blocking reads of the woken slots, pipelined per master; see `ClusterWaiter`. */
@@ -312,58 +229,6 @@ export function ioredisCluster(
     /** One round trip (DEL of the snapshot and the stream; on a cluster they share a slot). */
     async delete(stateKey: string, eventsKey: string): Promise<boolean> {
       return Number(await command("del", [stateKey, eventsKey], "delete")) > 0;
-    },
-
-    /** One round trip (the cancel script). */
-    async cancel(stateKey, reason, ttlSeconds) {
-      return Number(await script(CANCEL_SHA, CANCEL_SCRIPT, [stateKey], [reason, String(ttlSeconds)], "cancel")) === 1;
-    },
-
-    /** One round trip (XGROUP CREATE ... MKSTREAM); an existing group is kept. */
-    async ensureGroup(key, group) {
-      try {
-        await command("xgroup", ["CREATE", key, group, "0", "MKSTREAM"], "ensureGroup");
-      } catch (error) {
-        if (!(error instanceof Error && error.message.includes("BUSYGROUP"))) throw error;
-      }
-    },
-
-    /** One round trip (XREADGROUP), blocking on a cluster client of its own when `blockMs` > 0. */
-    async groupRead(o: GroupReadOptions): Promise<StreamEntry[]> {
-      const args = ["GROUP", o.group, o.consumer, "COUNT", String(o.count)];
-      if (o.blockMs > 0) args.push("BLOCK", String(o.blockMs));
-      args.push("STREAMS", o.key, ">");
-      const reply =
-        o.blockMs > 0 ? await blocking(args, o.blockMs, o.signal) : await command("xreadgroup", args, "groupRead");
-      return toKeyEntries(reply).flatMap((k) => k.entries);
-    },
-
-    /** One round trip (XACK). */
-    async ack(key, group, ids) {
-      if (ids.length === 0) return 0;
-      return Number(await command("xack", [key, group, ...ids], "ack"));
-    },
-
-    /** One round trip (XAUTOCLAIM); entries deleted meanwhile are left out. */
-    async claim(o: ClaimOptions): Promise<StreamEntry[]> {
-      const reply = await command(
-        "xautoclaim",
-        [o.key, o.group, o.consumer, String(o.minIdleMs), "0-0", "COUNT", String(o.count)],
-        "claim",
-      );
-      return Array.isArray(reply) ? toEntries(reply[1]).filter((e) => Object.keys(e.fields).length > 0) : [];
-    },
-
-    /** One round trip (XPENDING); 0 when the stream or the group does not exist. */
-    async pending(key, group) {
-      let reply: unknown;
-      try {
-        reply = await command("xpending", [key, group], "pending");
-      } catch (error) {
-        if (error instanceof Error && error.message.includes("NOGROUP")) return 0;
-        throw error;
-      }
-      return Array.isArray(reply) ? Number(reply[0]) : 0;
     },
 
     /**

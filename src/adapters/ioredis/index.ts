@@ -7,32 +7,21 @@
  *
  * @module
  */
-import { Command, Redis } from "ioredis";
+import { Redis } from "ioredis";
 import { ProgressValidationError, TimeoutError } from "../../core/errors.ts";
 import { appendCall, decodeAppendCall } from "../../core/legacy.ts";
-import { CANCEL_SCRIPT, CANCEL_SHA } from "../../core/lua.ts";
-import type {
-  AppendResult,
-  ClaimOptions,
-  Cursor,
-  GroupReadOptions,
-  KeyEntries,
-  OperationRead,
-  StreamEntry,
-  StreamPort,
-} from "../../core/port.ts";
-import { type IoRedisClusterClient, type IoRedisClusterConfig, ioredisCluster, isIoRedisCluster } from "./cluster.ts";
+import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port.ts";
 import {
-  isNoScript,
-  mapError,
-  READ_SCRIPT,
-  READ_SHA,
-  readiness,
-  toEntries,
-  toFields,
+  blockTimeout,
+  type RedisCalls,
+  redisMethods,
+  silentFor,
   toKeyEntries,
-  UTF8,
-} from "./replies.ts";
+  withDeadline,
+  xreadArgs,
+} from "../../core/redis-port.ts";
+import { type IoRedisClusterClient, type IoRedisClusterConfig, ioredisCluster, isIoRedisCluster } from "./cluster.ts";
+import { readiness, sendArgs, sender } from "./replies.ts";
 
 export type { IoRedisClusterClient, IoRedisClusterConfig } from "./cluster.ts";
 
@@ -180,40 +169,7 @@ export function ioredis(options: IoRedisOptions): StreamPort {
   // Blocking reads get connections of their own (one for watching, one for consumer groups).
   const blockers = new Map<"wait" | "group", Blocker>();
 
-  const exec = (c: IoRedisClient, name: string, args: string[]): Promise<unknown> =>
-    direct
-      ? ((c as unknown as Redis).sendCommand(new Command(name, args, UTF8)) as Promise<unknown>)
-      : c.call(name, args);
-
-  const command = async (name: string, args: string[], what: string, c: IoRedisClient = client): Promise<unknown> => {
-    if (c.status !== "ready") await ready(c, what);
-    try {
-      return await exec(c, name, args);
-    } catch (cause) {
-      throw mapError(cause, what);
-    }
-  };
-
-  /** EVALSHA with the script's SHA, EVAL of its source on NOSCRIPT (a flushed or new server). */
-  const script = async (
-    sha: string,
-    source: string,
-    keys: readonly string[],
-    args: readonly string[],
-    what: string,
-  ): Promise<unknown> => {
-    if (client.status !== "ready") await ready(client, what);
-    const call = [sha, String(keys.length)];
-    for (const k of keys) call.push(k);
-    for (const a of args) call.push(a);
-    try {
-      return await exec(client, "evalsha", call);
-    } catch (cause) {
-      if (!isNoScript(cause)) throw mapError(cause, what);
-    }
-    call[0] = source;
-    return await command("eval", call, what);
-  };
+  const { exec, command, script } = sender<IoRedisClient>(client, direct, ready);
 
   const blocker = (kind: "wait" | "group"): Blocker => {
     let b = blockers.get(kind);
@@ -242,14 +198,9 @@ export function ioredis(options: IoRedisOptions): StreamPort {
   const healthCheck = (): void => {
     if (!owned || checking || closed || client.status !== "ready") return;
     checking = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const silent = new Promise<"silent">((resolve) => {
-      timer = setTimeout(() => resolve("silent"), healthCheckMs);
-    });
-    void Promise.race([exec(client, "ping", []).catch(() => "failed"), silent]).then((answer) => {
-      clearTimeout(timer);
+    void silentFor(() => exec(client, "ping", []), healthCheckMs).then((silent) => {
       checking = false;
-      if (answer === "silent" && !closed) {
+      if (silent && !closed) {
         onConnectionError(new TimeoutError(`Redis did not answer PING within ${healthCheckMs} ms; reconnecting`));
         client.disconnect(true);
       }
@@ -277,42 +228,44 @@ export function ioredis(options: IoRedisOptions): StreamPort {
     if (b.client.status !== "ready") await ready(b.client, kind);
     if (signal?.aborted) return null;
     const deadlineMs = blockMs + blockMarginMs;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        if (blockers.get(kind) === b) blockers.delete(kind);
-        b.client.disconnect();
-        healthCheck();
-        reject(
-          new TimeoutError(
-            `Redis did not answer a ${blockMs} ms blocking read within ${deadlineMs} ms; the connection was replaced`,
-          ),
-        );
-      }, deadlineMs);
-    });
-    const unblock = (): void => {
-      if (b.id !== undefined) command("client", ["UNBLOCK", b.id], "unblock").catch(() => {});
-    };
-    signal?.addEventListener("abort", unblock, { once: true });
     const run = async (): Promise<unknown> => {
       b.id ??= String(await command("client", ["ID"], kind, b.client));
       if (signal?.aborted) return null;
       return await command(name, args, kind, b.client);
     };
     try {
-      return await Promise.race([run(), expired]);
+      return await withDeadline(run(), {
+        ms: deadlineMs,
+        expired: () => {
+          if (blockers.get(kind) === b) blockers.delete(kind);
+          b.client.disconnect();
+          healthCheck();
+          return blockTimeout(blockMs, deadlineMs);
+        },
+        signal,
+        aborted: () => {
+          // Unblocked from the main connection: the read answers at once.
+          if (b.id !== undefined) command("client", ["UNBLOCK", b.id], "unblock").catch(() => {});
+          return false;
+        },
+      });
     } catch (cause) {
       if (closed) return null;
       throw cause;
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", unblock);
     }
+  };
+
+  const calls: RedisCalls = {
+    command: (_key, args, what) => sendArgs(args, (name, rest) => command(name, rest, what)),
+    script,
+    blockingGroupRead: (_key, args, blockMs, signal) =>
+      sendArgs(args, (name, rest) => blockingCommand("group", name, rest, blockMs, signal)),
   };
 
   const port: StreamPort & { delete(stateKey: string, eventsKey: string): Promise<boolean> } = {
     name: "ioredis",
     capabilities: { groups: true, blocking: true },
+    ...redisMethods(calls),
 
     /** One round trip: one script call for the whole batch. */
     async append(items, o): Promise<AppendResult[]> {
@@ -320,95 +273,18 @@ export function ioredis(options: IoRedisOptions): StreamPort {
       return decodeAppendCall(await script(call.sha, call.source, call.keys, call.args, "append"), items.length);
     },
 
-    /** One round trip: a small script reads the snapshot, the range and the oldest id together. */
-    async read(stateKey, eventsKey, range): Promise<OperationRead> {
-      const after = range.after === undefined || range.after === "0" ? "-" : `(${range.after}`;
-      const reply = await script(
-        READ_SHA,
-        READ_SCRIPT,
-        stateKey === null ? [eventsKey] : [eventsKey, stateKey],
-        [after, String(range.limit)],
-        "read",
-      );
-      const [state, entries, first] = Array.isArray(reply) ? reply : [];
-      return {
-        state: toFields(state),
-        entries: toEntries(entries),
-        firstId: toEntries(first)[0]?.id ?? null,
-      };
-    },
-
-    /** One round trip (HGETALL). */
-    async getState(stateKey) {
-      return toFields(await command("hgetall", [stateKey], "getState"));
-    },
-
     /** One blocking XREAD over every key, on the dedicated connection. */
     async wait(cursors: readonly Cursor[], o): Promise<KeyEntries[]> {
       if (cursors.length === 0 || o.signal?.aborted) return [];
-      const args = ["COUNT", String(o.count), "BLOCK", String(o.blockMs), "STREAMS"];
-      for (const c of cursors) args.push(c.key);
-      for (const c of cursors) args.push(c.after);
-      return toKeyEntries(await blockingCommand("wait", "xread", args, o.blockMs, o.signal));
+      const args = xreadArgs(cursors, o.count, o.blockMs);
+      return toKeyEntries(
+        await sendArgs(args, (name, rest) => blockingCommand("wait", name, rest, o.blockMs, o.signal)),
+      );
     },
 
     /** One round trip (DEL of the snapshot and the stream; on a cluster they share a slot). */
     async delete(stateKey: string, eventsKey: string): Promise<boolean> {
       return Number(await command("del", [stateKey, eventsKey], "delete")) > 0;
-    },
-
-    /** One round trip (the cancel script). */
-    async cancel(stateKey, reason, ttlSeconds) {
-      return Number(await script(CANCEL_SHA, CANCEL_SCRIPT, [stateKey], [reason, String(ttlSeconds)], "cancel")) === 1;
-    },
-
-    /** One round trip (XGROUP CREATE ... MKSTREAM); an existing group is kept. */
-    async ensureGroup(key, group) {
-      try {
-        await command("xgroup", ["CREATE", key, group, "0", "MKSTREAM"], "ensureGroup");
-      } catch (error) {
-        if (!(error instanceof Error && error.message.includes("BUSYGROUP"))) throw error;
-      }
-    },
-
-    /** One round trip (XREADGROUP), blocking on the dedicated group connection when `blockMs` > 0. */
-    async groupRead(o: GroupReadOptions): Promise<StreamEntry[]> {
-      const args = ["GROUP", o.group, o.consumer, "COUNT", String(o.count)];
-      if (o.blockMs > 0) args.push("BLOCK", String(o.blockMs));
-      args.push("STREAMS", o.key, ">");
-      const reply =
-        o.blockMs > 0
-          ? await blockingCommand("group", "xreadgroup", args, o.blockMs, o.signal)
-          : await command("xreadgroup", args, "groupRead");
-      return toKeyEntries(reply).flatMap((k) => k.entries);
-    },
-
-    /** One round trip (XACK). */
-    async ack(key, group, ids) {
-      if (ids.length === 0) return 0;
-      return Number(await command("xack", [key, group, ...ids], "ack"));
-    },
-
-    /** One round trip (XAUTOCLAIM); entries deleted meanwhile are left out. */
-    async claim(o: ClaimOptions): Promise<StreamEntry[]> {
-      const reply = await command(
-        "xautoclaim",
-        [o.key, o.group, o.consumer, String(o.minIdleMs), "0-0", "COUNT", String(o.count)],
-        "claim",
-      );
-      return Array.isArray(reply) ? toEntries(reply[1]).filter((e) => Object.keys(e.fields).length > 0) : [];
-    },
-
-    /** One round trip (XPENDING); 0 when the stream or the group does not exist. */
-    async pending(key, group) {
-      let reply: unknown;
-      try {
-        reply = await command("xpending", [key, group], "pending");
-      } catch (error) {
-        if (error instanceof Error && error.message.includes("NOGROUP")) return 0;
-        throw error;
-      }
-      return Array.isArray(reply) ? Number(reply[0]) : 0;
     },
 
     /** Closes the blocking connections and an owned client; a client passed in stays open. Idempotent. */

@@ -1,12 +1,13 @@
 /**
- * What the ioredis backends (standalone and cluster) share: reply
- * normalization, error mapping, the read script, and waiting for a client's
- * first connection.
+ * What the ioredis backends (standalone and cluster) share: error mapping,
+ * sending commands built as one array, and waiting for a client's first
+ * connection (reply normalization is in `core/redis-port.ts`, shared with
+ * node-redis).
  *
  * @module
  */
+import { Command } from "ioredis";
 import { BackendError, ConnectionClosedError, TimeoutError } from "../../core/errors.ts";
-import type { Fields, KeyEntries, StreamEntry } from "../../core/port.ts";
 
 /** Replies as strings. */
 export const UTF8 = { replyEncoding: "utf8" } as const;
@@ -32,63 +33,19 @@ export function mapError(cause: unknown, what: string): Error {
   return new ConnectionClosedError(`Redis connection unavailable during ${what}: ${message}`, { cause });
 }
 
-/** Normalize HGETALL: a flat array (RESP2, or RESP3 with legacy mapping), a Map or an object. */
-export function toFields(reply: unknown): Fields | null {
-  const out: Fields = {};
-  let any = false;
-  if (Array.isArray(reply)) {
-    for (let i = 0; i + 1 < reply.length; i += 2) {
-      out[String(reply[i])] = String(reply[i + 1]);
-      any = true;
-    }
-  } else if (reply instanceof Map) {
-    for (const [k, v] of reply) {
-      out[String(k)] = String(v);
-      any = true;
-    }
-  } else if (reply && typeof reply === "object") {
-    for (const [k, v] of Object.entries(reply)) {
-      out[k] = String(v);
-      any = true;
-    }
-  }
-  return any ? out : null;
-}
-
-/** Normalize XRANGE-style entries: `[[id, [f, v, ...]], ...]`. */
-export function toEntries(reply: unknown): StreamEntry[] {
-  if (!Array.isArray(reply)) return [];
-  const out: StreamEntry[] = [];
-  for (const row of reply) {
-    if (!Array.isArray(row)) continue;
-    out.push({ id: String(row[0]), fields: toFields(row[1]) ?? {} });
-  }
-  return out;
-}
-
-/** Normalize XREAD replies: `[[key, entries], ...]`, or a Map/object of key to entries. */
-export function toKeyEntries(reply: unknown): KeyEntries[] {
-  if (reply == null) return [];
-  const out: KeyEntries[] = [];
-  if (Array.isArray(reply)) {
-    for (const r of reply) if (Array.isArray(r)) out.push({ key: String(r[0]), entries: toEntries(r[1]) });
-  } else if (reply instanceof Map) {
-    for (const [k, v] of reply) out.push({ key: String(k), entries: toEntries(v) });
-  } else if (typeof reply === "object") {
-    for (const [k, v] of Object.entries(reply)) out.push({ key: k, entries: toEntries(v) });
-  }
-  return out;
-}
-
 /**
- * KEYS: events [, state]. ARGV: start ("-" or "(id"), limit.
- * Reply: { state (flat), entries, [oldest entry] }.
+ * Send a command given as one array, its name first (as the shared port
+ * methods build them), through `send(name, args)` with the lower-case name
+ * ioredis expects.
+ *
+ * @example
+ * ```ts
+ * sendArgs(["XACK", key, group, id], (name, rest) => command(name, rest, "ack"));
+ * ```
  */
-export const READ_SCRIPT = `local st={}
-if KEYS[2] then st=redis.call('HGETALL',KEYS[2]) end
-return {st,redis.call('XRANGE',KEYS[1],ARGV[1],'+','COUNT',ARGV[2]),redis.call('XRANGE',KEYS[1],'-','+','COUNT',1)}`;
-/** SHA1 of {@link READ_SCRIPT}, as `SCRIPT LOAD` answers it. */
-export const READ_SHA = "d2f1ed35768e393eefaac69383e293dc4752ae29";
+export function sendArgs<T>(args: readonly string[], send: (name: string, rest: string[]) => T): T {
+  return send((args[0] ?? "").toLowerCase(), args.slice(1));
+}
 
 /** What readiness tracking needs of a client: ioredis `Redis` and `Cluster` both fit. */
 export interface Connectable {
@@ -163,4 +120,66 @@ export function readiness(
     }
   };
   return { watch, ready };
+}
+
+/** What sending commands needs of a client: ioredis `Redis` and `Cluster` both fit. */
+export interface Callable extends Connectable {
+  call(command: string, args: (string | number)[]): Promise<unknown>;
+}
+
+/** How the ioredis backends send: `exec` as is, `command` mapped to the port's errors, `script` with EVAL on NOSCRIPT. */
+export interface Sender<C extends Callable> {
+  exec(c: C, name: string, args: string[]): Promise<unknown>;
+  command(name: string, args: string[], what: string, c?: C): Promise<unknown>;
+  script(sha: string, source: string, keys: readonly string[], args: readonly string[], what: string): Promise<unknown>;
+}
+
+/**
+ * Commands and scripts on `client` (and its duplicates). `direct`: the client
+ * comes from this copy of ioredis, so commands are built directly (one
+ * argument array, no argument parsing); a client of another copy is called
+ * through `call`.
+ */
+export function sender<C extends Callable>(
+  client: C,
+  direct: boolean,
+  ready: (c: C, what: string) => Promise<void>,
+): Sender<C> {
+  const exec = (c: C, name: string, args: string[]): Promise<unknown> =>
+    direct
+      ? ((c as unknown as { sendCommand(command: Command): unknown }).sendCommand(
+          new Command(name, args, UTF8),
+        ) as Promise<unknown>)
+      : c.call(name, args);
+
+  const command = async (name: string, args: string[], what: string, c: C = client): Promise<unknown> => {
+    if (c.status !== "ready") await ready(c, what);
+    try {
+      return await exec(c, name, args);
+    } catch (cause) {
+      throw mapError(cause, what);
+    }
+  };
+
+  /** EVALSHA (routed by the first key on a cluster), EVAL of the source on NOSCRIPT (a flushed or new server). */
+  const script = async (
+    sha: string,
+    source: string,
+    keys: readonly string[],
+    args: readonly string[],
+    what: string,
+  ): Promise<unknown> => {
+    if (client.status !== "ready") await ready(client, what);
+    const call = [sha, String(keys.length)];
+    for (const k of keys) call.push(k);
+    for (const a of args) call.push(a);
+    try {
+      return await exec(client, "evalsha", call);
+    } catch (cause) {
+      if (!isNoScript(cause)) throw mapError(cause, what);
+    }
+    call[0] = source;
+    return await command("eval", call, what);
+  };
+  return { exec, command, script };
 }

@@ -18,20 +18,18 @@ import {
   ScopeCopier,
 } from "../../core/cluster.ts";
 import { ConnectionClosedError, TimeoutError } from "../../core/errors.ts";
-import { CANCEL_SCRIPT, CANCEL_SHA } from "../../core/lua.ts";
-import type {
-  AppendResult,
-  ClaimOptions,
-  Cursor,
-  GroupReadOptions,
-  KeyEntries,
-  OperationRead,
-  StreamEntry,
-  StreamPort,
-} from "../../core/port.ts";
+import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port.ts";
+import {
+  droppingOnStop,
+  type RedisCalls,
+  redisMethods,
+  toKeyEntries,
+  withDeadline,
+  xreadArgs,
+} from "../../core/redis-port.ts";
 import { slotOf } from "../../core/slot.ts";
 import { sleep } from "../../core/util.ts";
-import { isNoScript, mapError, READ_SCRIPT, READ_SHA, toEntries, toFields, toKeyEntries } from "./replies.ts";
+import { isNoScript, mapError } from "./replies.ts";
 
 /** A master as the cluster client knows it. */
 export interface NodeRedisClusterNode {
@@ -129,19 +127,13 @@ export function nodeRedisCluster(
       pending.catch(() => {});
       connecting.set(c, pending);
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new TimeoutError(`Redis Cluster was not reachable within ${connectTimeoutMs} ms (${what})`)),
-        connectTimeoutMs,
-      );
-    });
     try {
-      await Promise.race([pending, timeout]);
+      await withDeadline(pending, {
+        ms: connectTimeoutMs,
+        expired: () => new TimeoutError(`Redis Cluster was not reachable within ${connectTimeoutMs} ms (${what})`),
+      });
     } catch (cause) {
       throw cause instanceof TimeoutError ? cause : mapError(cause, what);
-    } finally {
-      clearTimeout(timer);
     }
   };
 
@@ -219,24 +211,16 @@ export function nodeRedisCluster(
       sub = created;
     }
     const s = sub;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const c = await Promise.race([
-        s.ready,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(new TimeoutError(`The subscriber for ${address} did not connect within ${connectTimeoutMs} ms`)),
-            connectTimeoutMs,
-          );
-        }),
-      ]);
+      const c = await withDeadline(s.ready, {
+        ms: connectTimeoutMs,
+        expired: () => new TimeoutError(`The subscriber for ${address} did not connect within ${connectTimeoutMs} ms`),
+      });
+      if (!c) throw new ConnectionClosedError(`The subscriber for ${address} did not connect`);
       return Object.assign(s, { client: c });
     } catch (error) {
       retire(address, s, lost);
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
   };
 
@@ -244,10 +228,7 @@ export function nodeRedisCluster(
     script: (sha, source, keys, args) => script(sha, source, keys, args, "append"),
     publish: (channel, message) => command(channel, ["SPUBLISH", channel, message], "wake-up"),
     async read(cursors: readonly Cursor[], count: number): Promise<KeyEntries[]> {
-      const args = ["XREAD", "COUNT", String(count), "STREAMS"];
-      for (const c of cursors) args.push(c.key);
-      for (const c of cursors) args.push(c.after);
-      return toKeyEntries(await command(cursors[0]?.key ?? "", args, "wait"));
+      return toKeyEntries(await command(cursors[0]?.key ?? "", xreadArgs(cursors, count), "wait"));
     },
     async subscribe(channels, listener, lost) {
       if (!client.isOpen || connecting.has(client)) await connect(client, "subscribe");
@@ -307,56 +288,30 @@ export function nodeRedisCluster(
       drop();
       throw error;
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let onAbort: (() => void) | undefined;
-    const stop = new Promise<null>((resolve, reject) => {
-      // A blocked read cannot be interrupted: on abort (or a silent node) drop its connections.
-      onAbort = () => {
-        drop();
-        resolve(null);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      timer = setTimeout(() => {
-        drop();
-        reject(new TimeoutError(`A blocking read of ${key} did not answer within ${blockMs + 5000} ms`));
-      }, blockMs + 5000);
+    // A blocked read cannot be interrupted: on abort (or a silent node) drop its connections.
+    return await droppingOnStop(() => command(key, args, "groupRead", b), {
+      ms: blockMs + 5000,
+      signal,
+      drop,
+      closed: () => closed,
+      what: `read of ${key}`,
     });
-    try {
-      return await Promise.race([command(key, args, "groupRead", b), stop]);
-    } catch (error) {
-      if (closed || signal?.aborted) return null;
-      throw error;
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) signal?.removeEventListener("abort", onAbort);
-    }
+  };
+
+  const calls: RedisCalls = {
+    command: (key, args, what) => command(key, args, what),
+    script,
+    blockingGroupRead: blocking,
   };
 
   const port: StreamPort = {
     name: "node-redis-cluster",
     capabilities: { groups: true, blocking: true, cluster: true },
+    ...redisMethods(calls),
 
     async append(items, o): Promise<AppendResult[]> {
       if (!client.isOpen || connecting.has(client)) await connect(client, "append");
       return await clusterAppend(commands, copier, items, o, wakeBase);
-    },
-
-    async read(stateKey, eventsKey, range): Promise<OperationRead> {
-      const after = range.after === undefined || range.after === "0" ? "-" : `(${range.after}`;
-      // A scope stream is read alone; an operation's stream and snapshot share a slot.
-      const reply = await script(
-        READ_SHA,
-        READ_SCRIPT,
-        stateKey === null ? [eventsKey] : [eventsKey, stateKey],
-        [after, String(range.limit)],
-        "read",
-      );
-      const [state, entries, first] = Array.isArray(reply) ? reply : [];
-      return { state: toFields(state), entries: toEntries(entries), firstId: toEntries(first)[0]?.id ?? null };
-    },
-
-    async getState(stateKey) {
-      return toFields(await command(stateKey, ["HGETALL", stateKey], "getState"));
     },
 
     async wait(cursors, o): Promise<KeyEntries[]> {
@@ -372,52 +327,6 @@ export function nodeRedisCluster(
         command(eventsKey, ["DEL", eventsKey], "delete"),
       ]);
       return Number(a) + Number(b) > 0;
-    },
-
-    async cancel(stateKey, reason, ttlSeconds) {
-      return Number(await script(CANCEL_SHA, CANCEL_SCRIPT, [stateKey], [reason, String(ttlSeconds)], "cancel")) === 1;
-    },
-
-    async ensureGroup(key, group) {
-      try {
-        await command(key, ["XGROUP", "CREATE", key, group, "0", "MKSTREAM"], "ensureGroup");
-      } catch (error) {
-        if (!(error instanceof Error && error.message.includes("BUSYGROUP"))) throw error;
-      }
-    },
-
-    async groupRead(o: GroupReadOptions): Promise<StreamEntry[]> {
-      const args = ["XREADGROUP", "GROUP", o.group, o.consumer, "COUNT", String(o.count)];
-      if (o.blockMs > 0) args.push("BLOCK", String(o.blockMs));
-      args.push("STREAMS", o.key, ">");
-      const reply =
-        o.blockMs > 0 ? await blocking(o.key, args, o.blockMs, o.signal) : await command(o.key, args, "groupRead");
-      return toKeyEntries(reply).flatMap((k) => k.entries);
-    },
-
-    async ack(key, group, ids) {
-      if (ids.length === 0) return 0;
-      return Number(await command(key, ["XACK", key, group, ...ids], "ack"));
-    },
-
-    async claim(o: ClaimOptions): Promise<StreamEntry[]> {
-      const reply = await command(
-        o.key,
-        ["XAUTOCLAIM", o.key, o.group, o.consumer, String(o.minIdleMs), "0-0", "COUNT", String(o.count)],
-        "claim",
-      );
-      return Array.isArray(reply) ? toEntries(reply[1]).filter((e) => Object.keys(e.fields).length > 0) : [];
-    },
-
-    async pending(key, group) {
-      let reply: unknown;
-      try {
-        reply = await command(key, ["XPENDING", key, group], "pending");
-      } catch (error) {
-        if (error instanceof Error && error.message.includes("NOGROUP")) return 0;
-        throw error;
-      }
-      return Array.isArray(reply) ? Number(reply[0]) : 0;
     },
 
     async close() {

@@ -9,17 +9,16 @@
 import { createClient } from "redis";
 import { ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
 import { appendCall, decodeAppendCall } from "../../core/legacy.ts";
-import { CANCEL_SCRIPT, CANCEL_SHA } from "../../core/lua.ts";
-import type {
-  AppendResult,
-  ClaimOptions,
-  Cursor,
-  GroupReadOptions,
-  KeyEntries,
-  OperationRead,
-  StreamEntry,
-  StreamPort,
-} from "../../core/port.ts";
+import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port.ts";
+import {
+  blockTimeout,
+  type RedisCalls,
+  redisMethods,
+  silentFor,
+  toKeyEntries,
+  withDeadline,
+  xreadArgs,
+} from "../../core/redis-port.ts";
 import {
   createOwnedCluster,
   isNodeRedisCluster,
@@ -27,7 +26,7 @@ import {
   type NodeRedisClusterConfig,
   nodeRedisCluster,
 } from "./cluster.ts";
-import { isNoScript, mapError, READ_SCRIPT, READ_SHA, toEntries, toFields, toKeyEntries } from "./replies.ts";
+import { isNoScript, mapError } from "./replies.ts";
 
 export type { NodeRedisClusterClient, NodeRedisClusterConfig } from "./cluster.ts";
 
@@ -168,19 +167,13 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     }
     const pending = connecting.get(c);
     if (!pending) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new TimeoutError(`Redis was not reachable within ${connectTimeoutMs} ms (${what})`)),
-        connectTimeoutMs,
-      );
-    });
     try {
-      await Promise.race([pending, timeout]);
+      await withDeadline(pending, {
+        ms: connectTimeoutMs,
+        expired: () => new TimeoutError(`Redis was not reachable within ${connectTimeoutMs} ms (${what})`),
+      });
     } catch (cause) {
       throw cause instanceof TimeoutError ? cause : mapError(cause, what);
-    } finally {
-      clearTimeout(timer);
     }
   };
 
@@ -229,14 +222,9 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
   const healthCheck = (): void => {
     if (!owned || checking || closed || !client.isReady) return;
     checking = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const silent = new Promise<"silent">((resolve) => {
-      timer = setTimeout(() => resolve("silent"), healthCheckMs);
-    });
-    void Promise.race([client.sendCommand(["PING"]).catch(() => "failed"), silent]).then((answer) => {
-      clearTimeout(timer);
+    void silentFor(() => client.sendCommand(["PING"]), healthCheckMs).then((silent) => {
       checking = false;
-      if (answer === "silent" && !closed && client.isOpen) {
+      if (silent && !closed && client.isOpen) {
         onConnectionError(new TimeoutError(`Redis did not answer PING within ${healthCheckMs} ms; reconnecting`));
         client.destroy();
       }
@@ -273,123 +261,57 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     await ready(blocker.client, kind);
     if (signal?.aborted) return null;
     const deadlineMs = blockMs + blockMarginMs;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        if (blockers.get(kind) === blocker) blockers.delete(kind);
-        blocker.client.destroy();
-        healthCheck();
-        reject(
-          new TimeoutError(
-            `Redis did not answer a ${blockMs} ms blocking read within ${deadlineMs} ms; the connection was replaced`,
-          ),
-        );
-      }, deadlineMs);
-    });
-    const unblock = (): void => {
-      if (blocker.id !== undefined) command(["CLIENT", "UNBLOCK", blocker.id], "unblock").catch(() => {});
-    };
-    signal?.addEventListener("abort", unblock, { once: true });
     const run = async (): Promise<unknown> => {
       blocker.id ??= String(await command(["CLIENT", "ID"], kind, blocker.client));
       if (signal?.aborted) return null;
       return await command(args, kind, blocker.client);
     };
     try {
-      return await Promise.race([run(), expired]);
+      return await withDeadline(run(), {
+        ms: deadlineMs,
+        expired: () => {
+          if (blockers.get(kind) === blocker) blockers.delete(kind);
+          blocker.client.destroy();
+          healthCheck();
+          return blockTimeout(blockMs, deadlineMs);
+        },
+        signal,
+        aborted: () => {
+          // Unblocked from the main connection: the read answers at once.
+          if (blocker.id !== undefined) command(["CLIENT", "UNBLOCK", blocker.id], "unblock").catch(() => {});
+          return false;
+        },
+      });
     } catch (cause) {
       if (closed) return null;
       throw cause;
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", unblock);
     }
+  };
+
+  const calls: RedisCalls = {
+    command: (_key, args, what) => command(args, what),
+    script,
+    blockingGroupRead: (_key, args, blockMs, signal) => blockingCommand("group", args, blockMs, signal),
   };
 
   const port: StreamPort = {
     name: "node-redis",
     capabilities: { groups: true, blocking: true },
+    ...redisMethods(calls),
 
     async append(items, o): Promise<AppendResult[]> {
       const call = appendCall(items, o);
       return decodeAppendCall(await script(call.sha, call.source, call.keys, call.args, "append"), items.length);
     },
 
-    async read(stateKey, eventsKey, range): Promise<OperationRead> {
-      // One round trip: a tiny script reads the snapshot, the range and the oldest id together.
-      const after = range.after === undefined || range.after === "0" ? "-" : `(${range.after}`;
-      const reply = await script(
-        READ_SHA,
-        READ_SCRIPT,
-        stateKey === null ? [eventsKey] : [eventsKey, stateKey],
-        [after, String(range.limit)],
-        "read",
-      );
-      const [state, entries, first] = Array.isArray(reply) ? reply : [];
-      const firstEntries = toEntries(first);
-      return { state: toFields(state), entries: toEntries(entries), firstId: firstEntries[0]?.id ?? null };
-    },
-
-    async getState(stateKey) {
-      return toFields(await command(["HGETALL", stateKey], "getState"));
-    },
-
     async wait(cursors: readonly Cursor[], o): Promise<KeyEntries[]> {
       if (cursors.length === 0 || o.signal?.aborted) return [];
-      const args = ["XREAD", "COUNT", String(o.count), "BLOCK", String(o.blockMs), "STREAMS"];
-      for (const c of cursors) args.push(c.key);
-      for (const c of cursors) args.push(c.after);
+      const args = xreadArgs(cursors, o.count, o.blockMs);
       return toKeyEntries(await blockingCommand("wait", args, o.blockMs, o.signal));
     },
 
     async delete(stateKey, eventsKey) {
       return Number(await command(["DEL", stateKey, eventsKey], "delete")) > 0;
-    },
-
-    async cancel(stateKey, reason, ttlSeconds) {
-      return Number(await script(CANCEL_SHA, CANCEL_SCRIPT, [stateKey], [reason, String(ttlSeconds)], "cancel")) === 1;
-    },
-
-    async ensureGroup(key, group) {
-      try {
-        await command(["XGROUP", "CREATE", key, group, "0", "MKSTREAM"], "ensureGroup");
-      } catch (error) {
-        if (!(error instanceof Error && error.message.includes("BUSYGROUP"))) throw error;
-      }
-    },
-
-    async groupRead(o: GroupReadOptions): Promise<StreamEntry[]> {
-      const args = ["XREADGROUP", "GROUP", o.group, o.consumer, "COUNT", String(o.count)];
-      if (o.blockMs > 0) args.push("BLOCK", String(o.blockMs));
-      args.push("STREAMS", o.key, ">");
-      const reply =
-        o.blockMs > 0 ? await blockingCommand("group", args, o.blockMs, o.signal) : await command(args, "groupRead");
-      return toKeyEntries(reply).flatMap((k) => k.entries);
-    },
-
-    async ack(key, group, ids) {
-      if (ids.length === 0) return 0;
-      return Number(await command(["XACK", key, group, ...ids], "ack"));
-    },
-
-    async claim(o: ClaimOptions): Promise<StreamEntry[]> {
-      const reply = await command(
-        ["XAUTOCLAIM", o.key, o.group, o.consumer, String(o.minIdleMs), "0-0", "COUNT", String(o.count)],
-        "claim",
-      );
-      return Array.isArray(reply) ? toEntries(reply[1]).filter((e) => Object.keys(e.fields).length > 0) : [];
-    },
-
-    async pending(key, group) {
-      let reply: unknown;
-      try {
-        reply = await command(["XPENDING", key, group], "pending");
-      } catch (error) {
-        // No stream or no group: nothing is pending (as the other backends answer).
-        if (error instanceof Error && error.message.includes("NOGROUP")) return 0;
-        throw error;
-      }
-      return Array.isArray(reply) ? Number(reply[0]) : 0;
     },
 
     async close() {
