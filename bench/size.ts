@@ -1,7 +1,8 @@
 /**
  * Bundle size of each entry as a browser or edge bundler would see it:
  * esbuild, platform browser, ESM, minified, tree-shaken, then gzipped.
- * `redis` and `@upstash/redis` stay external; each entry is measured with
+ * The Redis clients, BullMQ and React stay external (peer dependencies the
+ * application brings); each entry is measured with
  * zod external (what the package ships: zod is a dependency) and bundled
  * (what lands in an edge function or a browser bundle).
  *
@@ -19,7 +20,8 @@ import { markdownTable, textTable, writeSection } from "./support/results.ts";
 const { values: flags } = parseArgs({ options: { "dry-run": { type: "boolean", default: false } } });
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const CLIENT_LIBS = ["redis", "@upstash/redis"];
+/** Peer dependencies: the application brings them, so they stay out of the measured bundles. */
+const CLIENT_LIBS = ["redis", "@upstash/redis", "ioredis", "bullmq", "react", "react-dom"];
 
 /** A bundle to measure: a file of the package, or a small program using it. */
 interface Entry {
@@ -76,6 +78,36 @@ const ENTRIES: readonly Entry[] = [
     needs: ["src/client/index.ts"],
   },
   {
+    name: "ioredis (`progresscast/ioredis`)",
+    what: "src/adapters/ioredis/index.ts, `ioredis` external",
+    file: "src/adapters/ioredis/index.ts",
+    needs: ["src/adapters/ioredis/index.ts"],
+  },
+  {
+    name: "client, `follow` alone",
+    what: "a page importing only `follow` (SSE) from the browser client, tree-shaken",
+    contents: `export { follow } from "./src/client/index.ts";\n`,
+    needs: ["src/client/index.ts"],
+  },
+  {
+    name: "client, `followWebSocket` alone",
+    what: "a page importing only `followWebSocket` (the WebSocket protocol) from the browser client, tree-shaken",
+    contents: `export { followWebSocket } from "./src/client/index.ts";\n`,
+    needs: ["src/client/index.ts"],
+  },
+  {
+    name: "react (`progresscast/react`)",
+    what: "src/react/index.ts, `useProgress` and `useProgressList` over the client; `react` external",
+    file: "src/react/index.ts",
+    needs: ["src/react/index.ts"],
+  },
+  {
+    name: "bullmq (`progresscast/bullmq`)",
+    what: "src/bullmq/index.ts, the bridge and `withProgress`; `bullmq` external",
+    file: "src/bullmq/index.ts",
+    needs: ["src/bullmq/index.ts"],
+  },
+  {
     name: "edge publisher: core + upstash",
     what: "a Worker importing `createProgress` and `upstash` and publishing; `@upstash/redis` external",
     contents: EDGE_PUBLISHER,
@@ -102,7 +134,7 @@ async function measure(entry: Entry, bundleZod: boolean): Promise<Size> {
   const result = await build({
     ...(entry.file
       ? { entryPoints: [entry.file] }
-      : { stdin: { contents: entry.contents ?? "", resolveDir: ROOT, sourcefile: "edge.ts", loader: "ts" } }),
+      : { stdin: { contents: entry.contents ?? "", resolveDir: ROOT, sourcefile: "entry.ts", loader: "ts" } }),
     absWorkingDir: ROOT,
     bundle: true,
     write: false,
@@ -162,7 +194,8 @@ async function main(): Promise<void> {
     "## Bundle size",
     "",
     `esbuild ${esbuildVersion}, \`platform: "browser"\`, ESM, ES2022, minified and tree-shaken, gzip level 9 ` +
-      `(${m.date}). Command: \`npx tsx bench/size.ts\`. \`redis\` and \`@upstash/redis\` are external except in ` +
+      `(${m.date}). Command: \`npx tsx bench/size.ts\`. The peer dependencies (\`redis\`, \`@upstash/redis\`, ` +
+      "`ioredis`, `bullmq`, `react`) are external, except `@upstash/redis` in " +
       'the "all bundled" row; the first two columns keep zod external too (it is a dependency of the package, ' +
       "shared with the application), the next two bundle it. KB = 1,024 bytes.",
     "",
