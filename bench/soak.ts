@@ -46,6 +46,9 @@ import { machine } from "./support/machine.ts";
 import { markdownTable, redisVersion, textTable, writeJson, writeSection } from "./support/results.ts";
 import { fmtMs, fmtRate } from "./support/stats.ts";
 
+/** A histogram bound, at the 3 digits it is good for (so 999.97 ms reads 1.00 s). */
+const fmtLatency = (ms: number): string => fmtMs(Number(ms.toPrecision(3)));
+
 const { values: flags } = parseArgs({
   options: {
     minutes: { type: "string", default: "10" },
@@ -279,11 +282,15 @@ const rows: string[][] = [
   ["client reconnects / connection errors", `${sum((r) => r.reconnects)} / ${sum((r) => r.errors)}`],
   [
     "delivery latency p50 / p99 / max (publish to client)",
-    `${fmtMs(histogramQuantile(latency, 0.5))} / ${fmtMs(histogramQuantile(latency, 0.99))} / ${fmtMs(histogramMax(latency))}`,
+    `${fmtLatency(histogramQuantile(latency, 0.5))} / ${fmtLatency(histogramQuantile(latency, 0.99))} / ${fmtLatency(histogramMax(latency))}`,
   ],
   [
     "server CPU (user + system) over the run",
     `${((serverCpu.user + serverCpu.system) / 1e6).toFixed(1)} s (${((serverCpu.user + serverCpu.system) / 1e4 / (pub.seconds || 1)) | 0} % of one core)`,
+  ],
+  [
+    "CPU of the client processes (connect and load) / the publisher (load)",
+    `${(sum((r) => r.cpuMs) / 1000).toFixed(1)} s / ${(pub.cpuMs / 1000).toFixed(1)} s`,
   ],
   ["server event-loop delay p99 / max", `${fmtMs(loopDelay.percentile(99) / 1e6)} / ${fmtMs(loopDelay.max / 1e6)}`],
   [

@@ -58,6 +58,8 @@ export interface ClientResult {
   readonly errors: number;
   /** Publish-to-receive latency histogram (see `histogram.ts`) of events carrying `data.t`. */
   readonly latency: readonly number[];
+  /** CPU (user + system) of this client process since it started, ms. */
+  readonly cpuMs: number;
 }
 
 export type FromClients =

@@ -181,6 +181,7 @@ async function finish(message: Extract<ToClients, { type: "finish" }>): Promise<
     reconnects: s.reconnects,
     errors,
     latency,
+    cpuMs: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1000),
   });
 }
 
