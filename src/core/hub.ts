@@ -4,6 +4,14 @@ import type { StreamEntry, StreamPort } from "./port.ts";
 import { backoff, sleep } from "./util.ts";
 import { compareIds } from "./wire.ts";
 
+/** A Redis error about a key that holds another type of value. */
+function isWrongType(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    /WRONGTYPE/.test(`${error.message} ${error.cause instanceof Error ? error.cause.message : ""}`)
+  );
+}
+
 /** Receives entries of one key, in order; may see an entry twice and must drop ids at or below its own. */
 export interface Listener {
   deliver(entries: readonly StreamEntry[]): void;
@@ -98,6 +106,35 @@ export class Hub {
     for (const s of states) for (const l of s.listeners) l.fail(error);
   }
 
+  /**
+   * A read of many keys failed because one holds another type (someone wrote
+   * over it): read each key alone and end only the watches of the keys that
+   * fail, with the reason. Returns how many keys were dropped.
+   */
+  async #isolate(cursors: ReadonlyArray<{ readonly key: string; readonly after: string }>): Promise<number> {
+    let dropped = 0;
+    for (const { key, after } of cursors) {
+      try {
+        await this.#port.read(null, key, { after, limit: 1 });
+      } catch (cause) {
+        if (!isWrongType(cause)) continue;
+        const state = this.#keys.get(key);
+        if (!state) continue;
+        this.#keys.delete(key);
+        dropped++;
+        this.#metrics.increment("read_failures");
+        this.#logger.error?.("a watched key holds another type; ending its watches", { key, error: cause });
+        const error = new BackendError(
+          `The watched key ${key} holds another type of value, not a stream (${cause instanceof Error ? cause.message : String(cause)}); the watch ended.`,
+          { cause },
+        );
+        for (const l of state.listeners) l.fail(error);
+      }
+    }
+    if (dropped > 0) this.#metrics.gauge("watchers_active", this.#count());
+    return dropped;
+  }
+
   #count(): number {
     let n = 0;
     for (const s of this.#keys.values()) n += s.listeners.size;
@@ -124,6 +161,7 @@ export class Hub {
           failures = 0;
         } catch (error) {
           if (this.#closed.aborted) break;
+          if (isWrongType(error) && (await this.#isolate(cursors)) > 0) continue;
           failures++;
           this.#metrics.increment("read_failures");
           const ending = failures >= this.#maxReadFailures;

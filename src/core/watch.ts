@@ -147,7 +147,16 @@ async function firstRead(
   }
 }
 
-type Keys = { readonly events: string; readonly state: string | null; readonly op?: string | undefined };
+type Keys = {
+  readonly events: string;
+  readonly state: string | null;
+  readonly op?: string | undefined;
+  /** For a scope: the snapshot key of one of its operations (for the reset of an operation that lost its data). */
+  readonly stateOf?: ((op: string) => string) | undefined;
+};
+
+/** Operations a scope watch remembers the last seq of (the oldest forgotten first). */
+const SCOPE_SEQS = 10_000;
 type Result = IteratorResult<WatchItem, void>;
 const DONE: Result = Object.freeze({ done: true, value: undefined });
 
@@ -183,6 +192,8 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
   #lastId: string;
   /** The highest seq seen: a later entry with a lower one means the backend lost data (a reset, never a rewind). */
   #lastSeq = 0;
+  /** A scope watch: the highest seq seen per operation (bounded), to spot one that lost its data. */
+  readonly #seqByOp: Map<string, number> | undefined;
   #queue: StreamEntry[] = [];
   #queuedBytes = 0;
   /** When the consumer was last handed an item (or woke with an empty queue): the start of its lag. */
@@ -204,6 +215,7 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
     this.#maxQueueBytes = options.maxQueueBytes ?? 1_048_576;
     this.#after = options.after;
     this.#lastId = options.after ?? "0-0";
+    this.#seqByOp = keys.state === null && keys.stateOf !== undefined ? new Map() : undefined;
     this.#inner = this.#catchUp();
   }
 
@@ -399,6 +411,11 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
         this.#inner = this.#recover(entry);
         return undefined;
       }
+      if (this.#seqByOp !== undefined && !this.#noteSeq(event)) {
+        // One operation of the scope went back: a reset with its snapshot now, then the event.
+        this.#inner = this.#recoverOp(entry, event);
+        return undefined;
+      }
       this.#lastId = entry.id;
       if (event.seq > this.#lastSeq) this.#lastSeq = event.seq;
       this.#ctx.metrics.increment("events_delivered");
@@ -406,6 +423,39 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
       if (this.#single && isTerminal(event.status)) this.#finish();
       return { done: false, value: { kind: "event", event } };
     }
+  }
+
+  /**
+   * A scope watch: remember the event's seq for its operation; false when it
+   * is not above the last one seen (the backend lost that operation's data).
+   */
+  #noteSeq(event: ProgressEvent): boolean {
+    const seqs = this.#seqByOp;
+    if (seqs === undefined || event.seq <= 0) return true;
+    const last = seqs.get(event.op);
+    if (last !== undefined && event.seq <= last) return false;
+    seqs.delete(event.op);
+    seqs.set(event.op, event.seq);
+    if (seqs.size > SCOPE_SEQS) {
+      const oldest = seqs.keys().next();
+      if (!oldest.done) seqs.delete(oldest.value);
+    }
+    return true;
+  }
+
+  /** A scope watch, after one operation's `seq` went backwards: a reset with its snapshot now, then the event. */
+  async *#recoverOp(entry: StreamEntry, event: ProgressEvent): AsyncGenerator<WatchItem, void, undefined> {
+    const ctx = this.#ctx;
+    const stateOf = this.#keys.stateOf;
+    const state = stateOf === undefined ? null : await ctx.port.getState(stateOf(event.op));
+    ctx.metrics.increment("resets");
+    yield { kind: "reset", snapshot: decodeSnapshot(state) };
+    this.#seqByOp?.delete(event.op);
+    this.#noteSeq(event);
+    if (compareIds(entry.id, this.#lastId) > 0) this.#lastId = entry.id;
+    ctx.metrics.increment("events_delivered");
+    this.#handedAt = Date.now();
+    yield { kind: "event", event };
   }
 
   /** After `seq` went backwards: a reset with the snapshot the backend holds now, then its history. */
@@ -472,6 +522,10 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
         const event = decodeEvent(entry, this.#op);
         if (event === null) continue;
         if (event.seq > this.#lastSeq) this.#lastSeq = event.seq;
+        if (!this.#noteSeq(event)) {
+          yield* this.#recoverOp(entry, event);
+          continue;
+        }
         yield { kind: "event", event };
         if (single && isTerminal(event.status)) ended = true;
       }

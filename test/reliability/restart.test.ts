@@ -47,6 +47,49 @@ describe("a Redis restart", () => {
     expect(seqs(watch.items.slice(at))).toEqual([1, 2]);
   });
 
+  it("that lost every key gives a scope watcher a reset with the operation's new snapshot; other operations go on", async () => {
+    const server = await startRedis();
+    open.push(server);
+    const { publisher, watching } = managers(server);
+    const scope = { scope: "team-1" };
+    await publisher.publish("job-a", { status: "running", progress: 10 }, scope);
+    await publisher.publish("job-b", { status: "running", progress: 10 }, scope);
+    const stop = new AbortController();
+    const watch = collect(watching.watch({ scope: "team-1" }, { signal: stop.signal }));
+    await publisher.publish("job-a", { progress: 20 }, scope);
+    await until(() => seqs(watch.items).length === 3, "events before the restart");
+
+    await server.stop({ crash: true });
+    await server.start(); // empty: it kept nothing
+    await publishAfterRestart(publisher, "job-a", { status: "running", progress: 5 });
+    await publisher.publish("job-a", { progress: 6 }, scope);
+    await until(() => watch.items.some((i) => i.kind === "reset"), "a reset after job-a's seq went backwards").catch(
+      async (e: Error) => {
+        const history = await publisher.history({ scope: "team-1" }).catch(String);
+        throw new Error(
+          `${e.message}; the watch saw ${JSON.stringify(watch.items)}, error ${String(watch.error)}; the scope holds ${JSON.stringify(history)}`,
+        );
+      },
+    );
+    const at = watch.items.findIndex((i) => i.kind === "reset");
+    // job-a's first event after the restart went only to its own stream; the scope copy starts at seq 2.
+    expect(watch.items[at]).toMatchObject({ kind: "reset", snapshot: { op: "job-a", seq: 2, progress: 6 } });
+    expect(watch.items[at + 1]).toMatchObject({ kind: "event", event: { op: "job-a", seq: 2, progress: 6 } });
+    // A later event of job-a, and the first of an operation never seen before: no further reset.
+    await publisher.publish("job-a", { progress: 7 }, scope);
+    await publisher.publish("job-c", { status: "running", progress: 1 }, scope);
+    await until(() => seqs(watch.items.slice(at)).length === 3, "the next events");
+    stop.abort();
+    await watch.done;
+    expect(watch.error).toBeUndefined();
+    expect(watch.items.filter((i) => i.kind === "reset")).toHaveLength(1);
+    expect(watch.items.slice(at + 1).map((i) => (i.kind === "event" ? [i.event.op, i.event.seq] : i.kind))).toEqual([
+      ["job-a", 2],
+      ["job-a", 3],
+      ["job-c", 1],
+    ]);
+  });
+
   it("with an append-only file keeps every publish that resolved ok; watchers resume with no gap and no duplicate", async () => {
     const server = await startRedis([], { persistence: "aof" });
     open.push(server);

@@ -82,8 +82,11 @@ describe("the two ways an SSE body leaves", () => {
   it("resume with Last-Event-ID gives the same tail over both", async () => {
     const progress = manager();
     const ids: string[] = [];
-    for (let i = 1; i <= 10; i++) ids.push((await progress.publish("job-2", { current: i, total: 10 })).id ?? "");
-    await progress.publish("job-2", { status: "failed", error: "disk full" });
+    for (let i = 1; i <= 10; i++) {
+      const r = await progress.publish("job-2", { current: i, total: 10 });
+      ids.push(r.ok ? r.id : "");
+    }
+    await progress.publish("job-2", { status: "failed", message: "disk full" });
     const after = ids[6] as string;
     const web = await readWeb(
       await progress.sse(new Request("http://x/", { headers: { "last-event-id": after } }), "job-2"),
