@@ -55,6 +55,8 @@ export interface ProgressState<TData = Record<string, unknown>> {
   readonly eta?: number;
   /** Cancellation reason, when cancellation was requested. */
   readonly cancel?: string;
+  /** Attempt of the operation: 1, one more each time it is restarted. A new attempt replaces the state. */
+  readonly attempt?: number;
 }
 
 /**
@@ -366,7 +368,11 @@ function engine<TData>(options: FollowCallbacks<TData>, href: string, connect: C
     const apply = kind === "reset" || !prev || e.seq > prev.seq || (kind === "snapshot" && e.seq === prev.seq);
     if (apply) {
       const { kind: _kind, ...fields } = e;
-      const next: State = kind === "event" && prev ? { ...prev, ...fields } : fields;
+      // The first event of a new attempt (a restarted job) replaces the state: nothing of the old attempt holds.
+      const attempt =
+        kind === "event" && prev?.attempt !== undefined && e.attempt !== undefined && e.attempt > prev.attempt;
+      if (attempt) samples.delete(op);
+      const next: State = kind === "event" && prev && !attempt ? { ...prev, ...fields } : fields;
       states.set(op, next);
       current = next;
       const now = Date.now();

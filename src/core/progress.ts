@@ -584,6 +584,8 @@ export class Progress implements AsyncDisposable {
     const fields = encodeUpdate(op, update, now);
     if (options.scope !== undefined) assertId(options.scope, "scope");
     const terminal = isTerminal(fields.status);
+    // A new attempt estimates from its own rate only.
+    if (options.restart === true) this.#estimator.forget(op);
     if (this.#o.estimate && fields.eta === undefined && fields.progress !== undefined && !terminal) {
       const eta = this.#estimator.sample(
         op,
@@ -595,7 +597,7 @@ export class Progress implements AsyncDisposable {
     if (terminal) {
       this.#estimator.forget(op);
       fields.eta ??= "0";
-    } else if (options.restart === true) this.#estimator.forget(op);
+    }
     const stateKey = this.#o.keys.state(op);
     return {
       eventsKey: this.#o.keys.events(op),

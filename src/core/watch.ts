@@ -192,6 +192,8 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
   #lastId: string;
   /** The highest seq seen: a later entry with a lower one means the backend lost data (a reset, never a rewind). */
   #lastSeq = 0;
+  /** An operation's watch: the attempt seen last (0 before any); a higher one is a restart. */
+  #lastAttempt = 0;
   /** A scope watch: the highest seq seen per operation (bounded), to spot one that lost its data. */
   readonly #seqByOp: Map<string, number> | undefined;
   #queue: StreamEntry[] = [];
@@ -411,6 +413,12 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
         this.#inner = this.#recover(entry);
         return undefined;
       }
+      if (this.#single && this.#lastAttempt > 0 && event.attempt > this.#lastAttempt) {
+        // The operation was restarted while watched: a reset with the new attempt's snapshot, then the event.
+        this.#inner = this.#restarted(entry, event);
+        return undefined;
+      }
+      if (this.#single) this.#lastAttempt = event.attempt;
       if (this.#seqByOp !== undefined && !this.#noteSeq(event)) {
         // One operation of the scope went back: a reset with its snapshot now, then the event.
         this.#inner = this.#recoverOp(entry, event);
@@ -441,6 +449,21 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
       if (!oldest.done) seqs.delete(oldest.value);
     }
     return true;
+  }
+
+  /** An operation restarted while watched: a reset with its snapshot now, then the first event of the new attempt. */
+  async *#restarted(entry: StreamEntry, event: ProgressEvent): AsyncGenerator<WatchItem, void, undefined> {
+    const ctx = this.#ctx;
+    const state = this.#keys.state === null ? null : await ctx.port.getState(this.#keys.state);
+    ctx.metrics.increment("resets");
+    yield { kind: "reset", snapshot: decodeSnapshot(state) };
+    this.#lastAttempt = event.attempt;
+    this.#lastId = entry.id;
+    if (event.seq > this.#lastSeq) this.#lastSeq = event.seq;
+    ctx.metrics.increment("events_delivered");
+    this.#handedAt = Date.now();
+    if (isTerminal(event.status)) this.#finish();
+    yield { kind: "event", event };
   }
 
   /** A scope watch, after one operation's `seq` went backwards: a reset with its snapshot now, then the event. */
@@ -515,6 +538,7 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
     if (reset) page = (await ctx.port.read(null, keys.events, { limit: PAGE })).entries;
     let ended = false;
     this.#lastSeq = snapshot?.seq ?? 0;
+    if (single) this.#lastAttempt = snapshot?.attempt ?? 0;
     for (;;) {
       for (const entry of page) {
         if (compareIds(entry.id, this.#lastId) <= 0) continue;
@@ -522,6 +546,7 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
         const event = decodeEvent(entry, this.#op);
         if (event === null) continue;
         if (event.seq > this.#lastSeq) this.#lastSeq = event.seq;
+        if (single && event.attempt > this.#lastAttempt) this.#lastAttempt = event.attempt;
         if (!this.#noteSeq(event)) {
           yield* this.#recoverOp(entry, event);
           continue;

@@ -242,6 +242,25 @@ describe("follow", () => {
     expect(progress).toEqual([0, 10, 80, 100]);
   });
 
+  it("replaces the state at the first event of a new attempt: nothing of the old attempt is merged in", async () => {
+    const server = await serve((_req, res) => {
+      open(res);
+      snapshot(res, ev(1, { attempt: 1, current: 4, total: 10, message: "Rows", data: { file: "a.csv" } }));
+      send(res, ev(2, { attempt: 1, current: 5, total: 10 }));
+      // The job was restarted: the new attempt's first event carries only what it knows.
+      send(res, ev(3, { attempt: 2, progress: 1 }));
+      send(res, ev(4, { attempt: 2, progress: 60, message: "Copying" }));
+      send(res, ev(5, { attempt: 2, status: "completed", progress: 100 }));
+      res.end();
+    });
+    const states: ProgressState[] = [];
+    const job = follow(server.url, { onState: (s) => states.push(s) });
+    await job.done;
+    expect(states[1]).toMatchObject({ attempt: 1, current: 5, total: 10, message: "Rows", data: { file: "a.csv" } });
+    expect(states[2]).toEqual(ev(3, { attempt: 2, progress: 1 }));
+    expect(job.state).toEqual(ev(5, { attempt: 2, status: "completed", progress: 100, message: "Copying" }));
+  });
+
   it("grows the backoff exponentially up to maxDelayMs, scaled by the jitter", async () => {
     const failures = 6;
     const times: number[] = [];

@@ -52,6 +52,38 @@ export function attemptsTests(harness: () => Harness, make: Make): void {
       expect(items[1]).toMatchObject({ kind: "event", event: { attempt: 2, seq: 3, message: "second try" } });
     });
 
+    it("a live watcher of a job restarted while running gets a reset with the new attempt's snapshot, then its events", async () => {
+      const { progress } = make({ estimate: false });
+      await progress.publish("crashed", { current: 4, total: 10, message: "Rows" });
+      type Seen = { kind: string; attempt: number | undefined; seq: number | undefined; progress: number | undefined };
+      const items: Seen[] = [];
+      const signal = AbortSignal.timeout(10_000);
+      const seen = (async () => {
+        for await (const item of progress.watch("crashed", { signal })) {
+          const at = item.kind === "event" ? item.event : item.snapshot;
+          items.push({ kind: item.kind, attempt: at?.attempt, seq: at?.seq, progress: at?.progress });
+          if (item.kind === "event" && item.event.status === "completed") break;
+        }
+      })();
+      while (items.length < 2) await new Promise((r) => setTimeout(r, 10));
+      await progress.publish("crashed", { current: 5, total: 10 });
+      // The worker died; the job runs again from the start.
+      while (items.length < 3) await new Promise((r) => setTimeout(r, 10));
+      await progress.publish("crashed", { progress: 1, message: "second try" }, { restart: true });
+      await progress.publish("crashed", { progress: 60 });
+      await progress.publish("crashed", { status: "completed" });
+      await seen;
+      expect(items).toEqual([
+        { kind: "snapshot", attempt: 1, seq: 1, progress: 40 },
+        { kind: "event", attempt: 1, seq: 1, progress: 40 },
+        { kind: "event", attempt: 1, seq: 2, progress: 50 },
+        { kind: "reset", attempt: 2, seq: expect.any(Number), progress: expect.any(Number) },
+        { kind: "event", attempt: 2, seq: 3, progress: 1 },
+        { kind: "event", attempt: 2, seq: 4, progress: 60 },
+        { kind: "event", attempt: 2, seq: 5, progress: 100 },
+      ]);
+    });
+
     it("a cancellation of an attempt that did not end carries over a restart; one of an ended attempt does not", async () => {
       const { progress } = make({ estimate: false });
       await progress.publish("c1", { progress: 10 });
