@@ -116,6 +116,8 @@ const giveUp = (why: string): never => {
 };
 const watchdog = setTimeout(() => giveUp("did not finish within 10 minutes"), (SECONDS + 540) * 1000);
 process.on("SIGINT", () => giveUp("interrupted"));
+process.on("uncaughtException", (error) => giveUp(error.stack ?? error.message));
+process.on("unhandledRejection", (reason) => giveUp(String(reason)));
 
 redis = await startRedis();
 const redisUrl = redis.url;
