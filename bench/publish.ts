@@ -1,8 +1,9 @@
 /**
  * Publish throughput and latency, side by side in one run against one fresh
- * `redis-server`: progresscast (node-redis, memory, upstash over REST) next to
- * raw node-redis EVALSHA of the very same script, raw node-redis MULTI/EXEC
- * of equivalent writes, and BullMQ's `job.updateProgress`.
+ * `redis-server`: progresscast (node-redis, ioredis, memory, upstash over REST)
+ * next to raw node-redis EVALSHA of the very same script, raw node-redis
+ * MULTI/EXEC of equivalent writes, and BullMQ's `job.updateProgress` on
+ * node-redis and on ioredis (its usual client).
  *
  * Run: `npm run bench` (or `npx tsx bench/publish.ts [--rounds 5] [--rest-delay-ms 20] [--dry-run]`).
  * Prints the tables and rewrites the `publish` section of `bench/RESULTS.md`.
@@ -11,7 +12,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Queue } from "bullmq";
+import { Redis } from "ioredis";
 import { createClient } from "redis";
+import { ioredis } from "../src/adapters/ioredis/index.ts";
 import { memory } from "../src/adapters/memory/index.ts";
 import { nodeRedis } from "../src/adapters/node-redis/index.ts";
 import { APPEND_SCRIPT, APPEND_SHA, encodeAppend } from "../src/core/lua.ts";
@@ -250,13 +253,25 @@ const rawMulti: Contender["start"] = async (env) => {
 };
 
 /**
- * BullMQ 6 loads ioredis for a `{ host, port }` connection; ioredis is not a
- * dependency here, so it gets a node-redis client (which it supports natively):
- * the same client library as the other contenders.
+ * BullMQ 6 on a node-redis client (which it supports natively): the same
+ * client library as the node-redis contenders.
  */
 const bullmq: Contender["start"] = async (env) => {
   const client = await rawClient(env);
-  const queue = new Queue("bench", { connection: client });
+  return await bullmqOn(new Queue("bench", { connection: client }), async () => {
+    if (client.isOpen) await client.close();
+  });
+};
+
+/** BullMQ 6 on ioredis, its usual client (`{ host, port }` connections create one). */
+const bullmqIoredis: Contender["start"] = async (env) => {
+  const client = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
+  return await bullmqOn(new Queue("bench", { connection: client }), async () => {
+    client.disconnect();
+  });
+};
+
+async function bullmqOn(queue: Queue, closeClient: () => Promise<void>): Promise<Runner> {
   await queue.waitUntilReady();
   return {
     async prepare(run, count) {
@@ -269,10 +284,10 @@ const bullmq: Contender["start"] = async (env) => {
     },
     close: async () => {
       await queue.close();
-      if (client.isOpen) await client.close();
+      await closeClient();
     },
   };
-};
+}
 
 /** The Upstash adapter, loaded lazily so the benchmark still runs when it is missing or broken. */
 async function upstashPort(env: Env): Promise<StreamPort> {
@@ -293,8 +308,14 @@ const CONTENDERS: readonly (Contender & { readonly start: (env: Env) => Promise<
     redis: true,
     start: (env) => progresscast(() => nodeRedis({ url: env.redisUrl }))(env),
   },
+  {
+    name: "progresscast (ioredis)",
+    redis: true,
+    start: (env) => progresscast(() => ioredis({ url: env.redisUrl }))(env),
+  },
   { name: "raw node-redis MULTI/EXEC", redis: true, start: rawMulti },
   { name: "BullMQ updateProgress", role: "peer", redis: true, start: bullmq },
+  { name: "BullMQ updateProgress (ioredis)", redis: true, start: bullmqIoredis },
   {
     name: "progresscast (upstash REST)",
     redis: true,
@@ -706,6 +727,7 @@ function render(input: RenderInput): { text: string; markdown: string } {
     "p99",
     "vs raw EVALSHA",
     "vs BullMQ",
+    "vs BullMQ (ioredis)",
     "client CPU/publish",
     "Redis CPU/publish",
   ];
@@ -714,9 +736,11 @@ function render(input: RenderInput): { text: string; markdown: string } {
     const rows = input.rows.get(scenario.id) ?? [];
     const baseline = rows.find((r) => r.name === CONTENDERS.find((c) => c.role === "baseline")?.name);
     const peer = rows.find((r) => r.name === CONTENDERS.find((c) => c.role === "peer")?.name);
+    const named = (name: string): Row | undefined => rows.find((r) => r.name === name);
+    const peerIo = named("BullMQ updateProgress (ioredis)");
     const table = rows.map((row) => {
       if (row.error || row.samples.length === 0) {
-        return [row.name, `failed: ${row.error ?? "no samples"}`, "", "", "", "", "", "", ""];
+        return [row.name, `failed: ${row.error ?? "no samples"}`, "", "", "", "", "", "", "", ""];
       }
       const isRedis = CONTENDERS.find((c) => c.name === row.name)?.redis !== false;
       const rates = row.samples.map((s) => s.opsPerSec);
@@ -729,6 +753,7 @@ function render(input: RenderInput): { text: string; markdown: string } {
         fmtMs(median(row.samples.map((s) => s.p99))),
         fmtRatio(pairedRatio(row, baseline)),
         fmtRatio(pairedRatio(row, peer)),
+        fmtRatio(pairedRatio(row, peerIo)),
         fmtMs(median(row.samples.map((s) => s.clientCpu))),
         isRedis ? fmtMs(median(row.samples.map((s) => s.redisCpu))) : "",
       ];
@@ -738,6 +763,26 @@ function render(input: RenderInput): { text: string; markdown: string } {
       const ratio = pairedRatio(subject, baseline);
       verdicts.push(
         `${scenario.id}: progresscast (node-redis) at ${fmtRatio(ratio)} of raw EVALSHA, bar 0.90x: ${ratio >= 0.9 ? "met" : "NOT met"}`,
+      );
+    }
+    // Against BullMQ: on the same client library (sequential, bar 1.2x), and against BullMQ on ioredis (concurrent, bar 2x).
+    const bars: ReadonlyArray<readonly [string, string, number]> =
+      scenario.id === "sequential"
+        ? [
+            ["progresscast (node-redis)", "BullMQ updateProgress", 1.2],
+            ["progresscast (ioredis)", "BullMQ updateProgress (ioredis)", 1.2],
+          ]
+        : [
+            ["progresscast (node-redis)", "BullMQ updateProgress (ioredis)", 2],
+            ["progresscast (ioredis)", "BullMQ updateProgress (ioredis)", 2],
+          ];
+    for (const [ours, theirs, bar] of bars) {
+      const a = named(ours);
+      const b = named(theirs);
+      if (!a || !b) continue;
+      const ratio = pairedRatio(a, b);
+      verdicts.push(
+        `${scenario.id}: ${ours} at ${fmtRatio(ratio)} of ${theirs}, bar ${bar.toFixed(2)}x: ${ratio >= bar ? "met" : `NOT met (by ${fmtRatio(bar / ratio)})`}`,
       );
     }
     text.push(scenario.title, textTable(head, table), "");
@@ -810,10 +855,11 @@ function render(input: RenderInput): { text: string; markdown: string } {
       "`HSET`, `EXPIRE` x2 in one transaction. It cannot refuse a backwards update, read a cancellation, or put " +
       "the assigned `seq` in the stream entry (a client-side counter stands in).",
     "- **BullMQ updateProgress**: BullMQ 6 `job.updateProgress({ progress, current, total, message })` on jobs " +
-      "created before timing (`queue.addBulk`). BullMQ 6 needs `ioredis` for a `{ host, port }` connection and " +
-      "ioredis is not installed here, so it is given a node-redis client, which it supports natively (its script " +
-      "calls go through node-redis `evalSha`): the same client library as the other rows. Its script does less: `EXISTS`, a max-events lookup, `HSET` of one " +
+      "created before timing (`queue.addBulk`), given a node-redis client, which it supports natively (its script " +
+      "calls go through node-redis `evalSha`): the same client library as the node-redis rows. Its script does less: `EXISTS`, a max-events lookup, `HSET` of one " +
       "JSON field, one `XADD` to the queue-wide events stream; no per-job stream, no ordering check, no TTL.",
+    "- **BullMQ updateProgress (ioredis)**: the same on an ioredis client, BullMQ's usual one.",
+    "- **progresscast (ioredis)**: `progress.publish` on `ioredis({ url })` (`progresscast/ioredis`), as the node-redis row.",
     "- **progresscast (upstash REST)**: the Upstash adapter through `@upstash/redis` against the local " +
       "Upstash-compatible REST server (`test/support/upstash-server.ts`, in a child process, in front of the " +
       "same redis-server): one HTTP request per batch. With 2 cores, the REST server, redis-server and the " +
