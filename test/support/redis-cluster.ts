@@ -6,13 +6,13 @@
  * 65535. Also drives the topology changes the failure tests need: a replica
  * promoted with CLUSTER FAILOVER, a master killed, a slot moved with its keys.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, Socket } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { assertRedisInstalled } from "./redis-server.ts";
+import { assertRedisInstalled, launchRedis, RedisStartError } from "./redis-server.ts";
 
 const run = promisify(execFile);
 
@@ -77,29 +77,19 @@ async function isFree(port: number): Promise<boolean> {
   });
 }
 
-/** A free loopback port in 20000..55535, not handed out before by this process. */
+/**
+ * A free loopback port in 20000..55535, not handed out before by this process.
+ * Free when checked only: the node started on it may still find it taken.
+ */
 export async function freeClusterPort(): Promise<number> {
   for (let i = 0; i < 200; i++) {
     const port = 20000 + Math.floor(Math.random() * (MAX_PORT - 20000));
     if (taken.has(port)) continue;
-    if (await isFree(port)) {
-      taken.add(port);
-      return port;
-    }
+    taken.add(port); // before the check, so concurrent calls never hand out the same port
+    if (await isFree(port)) return port;
+    taken.delete(port);
   }
   throw new Error("no free loopback port found in 20000..55535");
-}
-
-async function portOpen(port: number): Promise<boolean> {
-  return await new Promise<boolean>((resolve) => {
-    const socket = new Socket();
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-    socket.connect(port, "127.0.0.1");
-  });
 }
 
 /** Poll `check` until it returns true, or fail after `timeoutMs` with `what`. */
@@ -143,27 +133,47 @@ function parseNodes(text: string): NodeInfo[] {
   return out;
 }
 
+/** Options of {@link startRedisCluster}. */
+export interface StartRedisClusterOptions {
+  /** @default 3 */
+  readonly masters?: number;
+  /** Replicas per master. @default 1 */
+  readonly replicas?: number;
+  /**
+   * Picks each port to try (a node's client port, then its bus port). A node
+   * that finds one of them taken is started again on two new ones.
+   * @default freeClusterPort
+   */
+  readonly pickPort?: () => Promise<number>;
+  /**
+   * How many port pairs to try per node when a picked port turns out taken.
+   * @default 5
+   */
+  readonly attempts?: number;
+}
+
 /**
  * Start a cluster of `masters` masters with `replicas` replicas each on free
  * loopback ports.
+ *
+ * @throws {RedisStartError} when a node exits for another reason than a taken
+ *   port, is not ready within 10 s, or found every port pair it tried taken.
+ * @throws {Error} when the cluster does not form or settle within 20 s.
  */
-export async function startRedisCluster(options: { masters?: number; replicas?: number } = {}): Promise<RedisCluster> {
+export async function startRedisCluster(options: StartRedisClusterOptions = {}): Promise<RedisCluster> {
   assertRedisInstalled();
   const masters = options.masters ?? 3;
   const replicas = options.replicas ?? 1;
+  const pickPort = options.pickPort ?? freeClusterPort;
+  const attempts = options.attempts ?? 5;
   const count = masters * (1 + replicas);
   const dir = mkdtempSync(join(tmpdir(), "progresscast-cluster-"));
+  /** In the order started: the first `masters` become masters. */
   const nodes: ClusterNode[] = [];
-  for (let i = 0; i < count; i++) {
-    const port = await freeClusterPort();
-    const busPort = await freeClusterPort();
-    nodes.push({ port, busPort, address: `127.0.0.1:${port}` });
-  }
   const children = new Map<number, ChildProcess>();
 
   const startNode = async (node: ClusterNode): Promise<void> => {
-    const child = spawn(
-      "redis-server",
+    const child = await launchRedis(
       [
         "--port",
         String(node.port),
@@ -186,10 +196,31 @@ export async function startRedisCluster(options: { masters?: number; replicas?: 
         "--dbfilename",
         `dump-${node.port}.rdb`,
       ],
-      { stdio: "ignore" },
+      node.port,
     );
     children.set(node.port, child);
-    await until(() => portOpen(node.port), `redis-server on port ${node.port} to start`, 10_000);
+  };
+
+  /** Start a new node, on other ports while the picked ones turn out taken. */
+  const startNewNode = async (): Promise<ClusterNode> => {
+    const tried: string[] = [];
+    for (;;) {
+      const port = await pickPort();
+      const busPort = await pickPort();
+      const node = { port, busPort, address: `127.0.0.1:${port}` };
+      tried.push(`${port}/${busPort}`);
+      try {
+        await startNode(node);
+        return node;
+      } catch (error) {
+        // It may have written its config before failing to bind the bus port.
+        rmSync(join(dir, `nodes-${port}.conf`), { force: true });
+        if (!(error instanceof RedisStartError && error.portInUse)) throw error;
+        if (tried.length >= attempts) {
+          throw new RedisStartError(`a cluster node found every port pair it tried taken (${tried.join(", ")})`, true);
+        }
+      }
+    }
   };
 
   const cli = async (port: number, ...args: string[]): Promise<string> => {
@@ -255,7 +286,12 @@ export async function startRedisCluster(options: { masters?: number; replicas?: 
   };
 
   try {
-    await Promise.all(nodes.map(startNode));
+    // Every node is settled before a failure is thrown, so close() stops them all.
+    const started = await Promise.allSettled(Array.from({ length: count }, startNewNode));
+    for (const result of started) {
+      if (result.status === "rejected") throw result.reason;
+      nodes.push(result.value);
+    }
     await run(
       "redis-cli",
       ["--cluster", "create", ...nodes.map((n) => n.address), "--cluster-replicas", String(replicas), "--cluster-yes"],
