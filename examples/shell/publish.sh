@@ -4,11 +4,14 @@
 #
 #   publish.sh [-u redis://127.0.0.1:6379/0] [-P pc] [--ttl 86400] [--terminal-ttl 3600]
 #              [--max-len 1000] [--allow-backwards] [--allow-after-terminal] [--scope S]
-#              OP [status=running] [progress=42.5] [current=420] [total=1000]
+#              [--restart] OP [status=running] [progress=42.5] [current=420] [total=1000]
 #              [message=text] [type=progress] [cid=id] [data='{"k":1}'] [eta=12]
 #
-# Prints "published <entry-id> <seq>" (plus " cancelled <reason>" when the
-# operation was asked to stop), or "refused <backwards|terminal> <seq>".
+# --restart starts a new attempt of the operation (a retried job): the
+# previous attempt's history and snapshot are replaced by this event.
+# Prints "published <entry-id> <seq> attempt <n>" (plus " cancelled <reason>"
+# when the operation was asked to stop), or "refused <backwards|terminal> <seq>
+# attempt <n>"; <n> is the operation's attempt, 1 unless restarted.
 # Exits 2 on bad input (naming the field), 1 when Redis fails.
 # The wire format is described in docs/wire-format.md.
 set -euo pipefail
@@ -40,12 +43,13 @@ while [ $# -gt 0 ]; do
     --allow-backwards) flags=$((flags | 1)); shift ;;
     --allow-after-terminal) flags=$((flags | 2)); shift ;;
     --scope) scope="$2"; shift 2 ;;
+    --restart) flags=$((flags | 16)); shift ;;
     --) shift; break ;;
     -*) echo "Unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
 done
-[ $# -ge 1 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,16p' "$0" >&2; exit 2; }
 
 id_re='^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$'
 int_re='^(0|[1-9][0-9]*)$'
@@ -106,6 +110,7 @@ fields=(v 1 op "$op" seq 0 type "$type" status "$status")
 fields+=(ts "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)")
 [ -z "$data" ] || fields+=(data "$data")
 [ -z "$eta" ] || fields+=(eta "$(decimal "$eta")")
+fields+=(attempt 1) # always last: the script writes the operation's attempt into it
 
 events="$prefix:{$op}:events"
 state="$prefix:{$op}:state"
@@ -120,13 +125,13 @@ reply=$(run EVALSHA "$sha" 3 "$events" "$state" "$scope_key" "${args[@]}")
 if [[ "$reply" == *NOSCRIPT* ]]; then
   reply=$(run EVAL "$(cat "$script")" 3 "$events" "$state" "$scope_key" "${args[@]}")
 fi
-# --no-raw prints: 1) 1) "ok"  2) "<id>"  3) (integer) <seq>  4) (nil) | "<reason>"
+# --no-raw prints: 1) 1) "ok"  2) "<id>"  3) (integer) <seq>  4) (nil) | "<reason>"  5) (integer) <attempt>
 mapfile -t parts < <(printf '%s\n' "$reply" | sed -E 's/^ *([0-9]+\) )+//; s/^\(integer\) //; s/^"(.*)"$/\1/')
 case "${parts[0]:-}" in
   ok)
-    line="published ${parts[1]} ${parts[2]}"
+    line="published ${parts[1]} ${parts[2]} attempt ${parts[4]}"
     [ "${parts[3]:-(nil)}" = "(nil)" ] || line="$line cancelled ${parts[3]}"
     echo "$line" ;;
-  backwards|terminal) echo "refused ${parts[0]} ${parts[2]}" ;;
+  backwards|terminal) echo "refused ${parts[0]} ${parts[2]} attempt ${parts[4]}" ;;
   *) echo "Redis failed: $reply" >&2; exit 1 ;;
 esac

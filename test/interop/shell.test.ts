@@ -72,13 +72,13 @@ describe.skipIf(!hasCli)("shell publisher", () => {
       lines.push(r.stdout.trim().replace(/\d+-\d+/, "<id>"));
     }
     expect(lines).toEqual([
-      "published <id> 1",
-      "published <id> 2",
-      "published <id> 3",
-      "published <id> 4",
-      "refused backwards 4",
-      "published <id> 5",
-      "refused terminal 5",
+      "published <id> 1 attempt 1",
+      "published <id> 2 attempt 1",
+      "published <id> 3 attempt 1",
+      "published <id> 4 attempt 1",
+      "refused backwards 4 attempt 1",
+      "published <id> 5 attempt 1",
+      "refused terminal 5 attempt 1",
     ]);
     expect(withoutTs(await delivered(progress, "sh-op"))).toEqual(withoutTs(await delivered(progress, "ts-op")));
   });
@@ -104,6 +104,61 @@ describe.skipIf(!hasCli)("shell publisher", () => {
     await progress.publish("sh-cancel", { progress: 1 });
     await progress.cancel("sh-cancel", "stop now");
     const r = await shell(["sh-cancel", "progress=2"]);
-    expect(r.stdout.trim()).toMatch(/^published \d+-\d+ 2 cancelled stop now$/);
+    expect(r.stdout.trim()).toMatch(/^published \d+-\d+ 2 attempt 1 cancelled stop now$/);
+  });
+
+  it("sends the attempt pair last, as the TypeScript publisher does", async () => {
+    await shell(["sh-wire", "progress=5", "eta=3", 'data={"a":1}']);
+    await shell(["sh-wire", "status=failed"]);
+    await progress.publish("ts-wire", { progress: 5, eta: 3, data: { a: 1 } });
+    await progress.publish("ts-wire", { status: "failed" });
+    const client = createClient({ url: redis.url });
+    await client.connect();
+    try {
+      const names = async (op: string) =>
+        (await client.xRange(`${prefix}:{${op}}:events`, "-", "+")).map((entry) => Object.keys(entry.message));
+      const sh = await names("sh-wire");
+      expect(sh).toEqual(await names("ts-wire"));
+      // A running event ends with it; a terminal one has the script's added fields after it.
+      expect(sh[0]?.at(-1)).toBe("attempt");
+      expect(sh[1]).toContain("attempt");
+    } finally {
+      await client.quit();
+    }
+  });
+
+  it("--restart starts a new attempt, delivered exactly like a TypeScript worker's restart", async () => {
+    const steps: [string[], ProgressUpdate, boolean][] = [
+      [["progress=40", "message=first try"], { progress: 40, message: "first try" }, false],
+      [["status=failed", "message=boom"], { status: "failed", message: "boom" }, false],
+      [["progress=5"], { progress: 5 }, true], // a retried job: after a terminal event, progress going back
+      [["progress=60"], { progress: 60 }, false],
+      [["progress=10"], { progress: 10 }, true], // restarted while running
+      [["status=completed"], { status: "completed" }, false],
+    ];
+    const lines: string[] = [];
+    for (const [args, update, restart] of steps) {
+      await progress.publish("ts-retry", update, { restart });
+      const r = await shell([...(restart ? ["--restart"] : []), "sh-retry", ...args]);
+      expect(r.stderr).toBe("");
+      lines.push(r.stdout.trim().replace(/\d+-\d+/, "<id>"));
+    }
+    expect(lines).toEqual([
+      "published <id> 1 attempt 1",
+      "published <id> 2 attempt 1",
+      "published <id> 3 attempt 2",
+      "published <id> 4 attempt 2",
+      "published <id> 5 attempt 3",
+      "published <id> 6 attempt 3",
+    ]);
+    const sh = await delivered(progress, "sh-retry");
+    expect(withoutTs(sh)).toEqual(withoutTs(await delivered(progress, "ts-retry")));
+    expect(sh.get).toMatchObject({ status: "completed", attempt: 3, seq: 6 });
+    expect((sh.history as unknown[]).length).toBe(2); // only the last attempt's events are kept
+  });
+
+  it("--restart of an operation not known starts attempt 1", async () => {
+    const r = await shell(["--restart", "sh-fresh", "progress=1"]);
+    expect(r.stdout.trim()).toMatch(/^published \d+-\d+ 1 attempt 1$/);
   });
 });
