@@ -42,25 +42,31 @@ export interface SseOptions {
 /**
  * Heartbeats of every open stream share one timer per interval: no timer per connection.
  */
-const tickers = new Map<number, { readonly timer: ReturnType<typeof setInterval>; readonly beats: Set<() => void> }>();
+const tickers = new Map<number, { readonly timer: ReturnType<typeof setInterval>; readonly beats: Set<Beating> }>();
 
-function onHeartbeat(ms: number, beat: () => void): () => void {
+/** A stream that sends heartbeats. */
+interface Beating {
+  beat(): void;
+}
+
+function startHeartbeat(ms: number, stream: Beating): void {
   let ticker = tickers.get(ms);
   if (!ticker) {
-    const beats = new Set<() => void>();
+    const beats = new Set<Beating>();
     const timer = setInterval(() => {
-      for (const b of beats) b();
+      for (const b of beats) b.beat();
     }, ms);
     ticker = { timer, beats };
     tickers.set(ms, ticker);
   }
-  ticker.beats.add(beat);
-  return () => {
-    const current = tickers.get(ms);
-    if (!current?.beats.delete(beat) || current.beats.size > 0) return;
-    clearInterval(current.timer);
-    tickers.delete(ms);
-  };
+  ticker.beats.add(stream);
+}
+
+function stopHeartbeat(ms: number, stream: Beating): void {
+  const current = tickers.get(ms);
+  if (!current?.beats.delete(stream) || current.beats.size > 0) return;
+  clearInterval(current.timer);
+  tickers.delete(ms);
 }
 
 const encoder = new TextEncoder();
@@ -181,8 +187,11 @@ export interface DirectControl {
   cancel(): void;
 }
 
-/** The value at {@link DIRECT_BODY}: attach a writer, or null when the body is already read as a web stream. */
-export type DirectAttach = (sink: DirectSink) => DirectControl | null;
+/** The value at {@link DIRECT_BODY}. */
+export interface DirectBody {
+  /** Attach a writer; null when the body is already read as a web stream. */
+  attach(sink: DirectSink): DirectControl | null;
+}
 
 /** A watch whose already-queued items can be taken without a promise (see `Watch.poll`). */
 type Items = AsyncGenerator<WatchItem, void, undefined> & {
@@ -191,6 +200,180 @@ type Items = AsyncGenerator<WatchItem, void, undefined> & {
 
 /** Bytes handed to a web stream reader per pull, at most, when more are ready at once. */
 const PULL_BUDGET = 65_536;
+
+/**
+ * The body of one SSE response: the underlying source of its web stream, and
+ * the {@link DirectBody} a server adapter may attach to instead. Items already
+ * queued go out together (up to {@link PULL_BUDGET} per pull, or as long as a
+ * direct writer takes them); when none is ready it waits for the next one.
+ * One object per connection, its methods shared: an idle connection costs little.
+ */
+class SseBody implements UnderlyingDefaultSource<Uint8Array>, DirectBody, DirectControl, Beating {
+  readonly #items: Items;
+  readonly #signal: AbortSignal;
+  readonly #retryMs: number;
+  readonly #heartbeatMs: number;
+  #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  /** How the bytes leave: not yet, a web stream reader, or a directly attached writer. */
+  #mode: 0 | 1 | 2 = 0;
+  #sink: DirectSink | undefined;
+  #closed = false;
+  /** The writer takes more now. */
+  #wants = false;
+  #budget = 0;
+  #pumping = false;
+  #waiting = false;
+  #beating = false;
+  readonly #onAbort = (): void => this.#end();
+  readonly #onItem = (r: IteratorResult<WatchItem, void>): void => {
+    this.#waiting = false;
+    if (this.#closed) return;
+    this.#handle(r);
+    this.#pump();
+  };
+  readonly #onError = (error: unknown): void => {
+    this.#waiting = false;
+    this.#fail(error);
+  };
+
+  constructor(items: Items, signal: AbortSignal, retryMs: number, heartbeatMs: number) {
+    this.#items = items;
+    this.#signal = signal;
+    this.#retryMs = retryMs;
+    this.#heartbeatMs = heartbeatMs;
+  }
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.#controller = controller;
+  }
+
+  pull(): void {
+    if (this.#closed || this.#mode === 2) return;
+    this.#budget = PULL_BUDGET;
+    this.#wants = true;
+    if (this.#mode === 0) {
+      this.#mode = 1;
+      this.#begin();
+    }
+    this.#pump();
+  }
+
+  /** The web stream was cancelled, or the directly attached client went away. */
+  cancel(): void {
+    if (this.#mode === 2) this.#end();
+    else this.#cleanup();
+  }
+
+  attach(sink: DirectSink): DirectControl | null {
+    if (this.#mode !== 0 || this.#closed) return null;
+    this.#mode = 2;
+    this.#sink = sink;
+    this.#wants = true;
+    this.#begin();
+    this.#pump();
+    return this;
+  }
+
+  resume(): void {
+    this.#wants = true;
+    this.#pump();
+  }
+
+  beat(): void {
+    try {
+      this.#out(PING);
+    } catch {
+      this.#cleanup();
+    }
+  }
+
+  /** The first reader (web or direct) starts the stream: the retry hint, heartbeats, then items. */
+  #begin(): void {
+    this.#out(encoder.encode(`retry: ${this.#retryMs}\n\n`));
+    startHeartbeat(this.#heartbeatMs, this);
+    this.#beating = true;
+    this.#signal.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  #cleanup(): void {
+    this.#closed = true;
+    if (this.#beating) stopHeartbeat(this.#heartbeatMs, this);
+    this.#beating = false;
+    // Nothing may stay registered on the request's signal: it would keep the whole stream alive.
+    this.#signal.removeEventListener("abort", this.#onAbort);
+    void this.#items.return(undefined);
+  }
+
+  /** Write bytes; returns whether the writer takes more now. */
+  #out(bytes: Uint8Array): boolean {
+    if (this.#sink) return this.#sink.write(bytes);
+    this.#controller?.enqueue(bytes);
+    this.#budget -= bytes.byteLength;
+    return this.#budget > 0;
+  }
+
+  #close(): void {
+    if (this.#sink) this.#sink.end();
+    else {
+      try {
+        this.#controller?.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+
+  #end(): void {
+    if (this.#closed) return;
+    this.#cleanup();
+    this.#close();
+  }
+
+  #fail(error: unknown): void {
+    if (this.#closed) return;
+    this.#cleanup();
+    if (isSlowConsumerError(error)) {
+      // The client stopped reading: drop what is buffered and end the connection now.
+      if (this.#sink) this.#sink.abort();
+      else this.#controller?.error(error);
+      return;
+    }
+    // Tell the client why, then end: it reconnects and resumes from its last event id.
+    const message = error instanceof Error ? error.message : String(error);
+    try {
+      this.#out(encoder.encode(`event: error\ndata: ${JSON.stringify({ code: "watch_failed", message })}\n\n`));
+    } catch {
+      // already closed
+    }
+    this.#close();
+  }
+
+  #handle(r: IteratorResult<WatchItem, void>): void {
+    if (r.done) this.#end();
+    else this.#wants = this.#out(frame(r.value));
+  }
+
+  /** Hand over what is ready now; when nothing is, wait for the next item once. */
+  #pump(): void {
+    if (this.#pumping || this.#waiting) return;
+    this.#pumping = true;
+    try {
+      while (this.#wants && !this.#closed) {
+        const ready = this.#items.poll?.();
+        if (ready === undefined) {
+          this.#waiting = true;
+          this.#items.next().then(this.#onItem, this.#onError);
+          return;
+        }
+        this.#handle(ready);
+      }
+    } catch (error) {
+      this.#fail(error);
+    } finally {
+      this.#pumping = false;
+    }
+  }
+}
 
 /**
  * Build the SSE Response for a watch. `start` opens the watch once authorized.
@@ -212,167 +395,12 @@ export async function sseResponse(
   }
   const refused = await checkAuthorize(options.authorize, request, target);
   if (refused) return refusal(refused.status, refused.message, options.headers);
-  const heartbeatMs = options.heartbeatMs ?? 15_000;
-  const retryMs = options.retryMs ?? 2000;
-  const stop = new AbortController();
-  const signal = AbortSignal.any([stop.signal, request.signal]);
+  const signal = request.signal;
   const items = start({ after, signal, maxQueueBytes: options.maxBufferedBytes ?? 1_048_576 });
-  const poll = (): IteratorResult<WatchItem, void> | undefined => items.poll?.();
-
-  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
-  /** How the bytes leave: a web stream reader, or a directly attached writer. */
-  let mode: "idle" | "web" | "direct" = "idle";
-  let sink: DirectSink | undefined;
-  let closed = false;
-  /** The writer takes more now. */
-  let wants = false;
-  let budget = 0;
-  let pumping = false;
-  let waiting = false;
-  let stopHeartbeat: (() => void) | undefined;
-  let onAbort: (() => void) | undefined;
-
-  const cleanup = (): void => {
-    closed = true;
-    stopHeartbeat?.();
-    stopHeartbeat = undefined;
-    // Nothing may stay registered on the combined signal: on Node 20 its listeners keep the whole stream alive.
-    if (onAbort) signal.removeEventListener("abort", onAbort);
-    onAbort = undefined;
-    stop.abort();
-    void items.return(undefined);
-  };
-  /** Write bytes; returns whether the writer takes more now. */
-  const out = (bytes: Uint8Array): boolean => {
-    if (sink) return sink.write(bytes);
-    controller?.enqueue(bytes);
-    budget -= bytes.byteLength;
-    return budget > 0;
-  };
-  const end = (): void => {
-    if (closed) return;
-    cleanup();
-    if (sink) sink.end();
-    try {
-      controller?.close();
-    } catch {
-      // already closed
-    }
-  };
-  const fail = (error: unknown): void => {
-    if (closed) return;
-    cleanup();
-    if (isSlowConsumerError(error)) {
-      // The client stopped reading: drop what is buffered and end the connection now.
-      if (sink) sink.abort();
-      else controller?.error(error);
-      return;
-    }
-    // Tell the client why, then end: it reconnects and resumes from its last event id.
-    const message = error instanceof Error ? error.message : String(error);
-    try {
-      out(encoder.encode(`event: error\ndata: ${JSON.stringify({ code: "watch_failed", message })}\n\n`));
-    } catch {
-      // already closed
-    }
-    if (sink) sink.end();
-    else {
-      try {
-        controller?.close();
-      } catch {
-        // already closed
-      }
-    }
-  };
-  const handle = (r: IteratorResult<WatchItem, void>): void => {
-    if (r.done) end();
-    else wants = out(frame(r.value));
-  };
-  /** Hand over what is ready now; when nothing is, wait for the next item once. */
-  const pump = (): void => {
-    if (pumping || waiting) return;
-    pumping = true;
-    try {
-      while (wants && !closed) {
-        const ready = poll();
-        if (ready === undefined) {
-          waiting = true;
-          items.next().then(
-            (r) => {
-              waiting = false;
-              if (closed) return;
-              handle(r);
-              pump();
-            },
-            (error: unknown) => {
-              waiting = false;
-              fail(error);
-            },
-          );
-          return;
-        }
-        handle(ready);
-      }
-    } catch (error) {
-      fail(error);
-    } finally {
-      pumping = false;
-    }
-  };
-  /** The first reader (web or direct) starts the stream: the retry hint, heartbeats, then items. */
-  const begin = (): void => {
-    out(encoder.encode(`retry: ${retryMs}\n\n`));
-    stopHeartbeat = onHeartbeat(heartbeatMs, () => {
-      try {
-        out(PING);
-      } catch {
-        cleanup();
-      }
-    });
-    onAbort = () => end();
-    signal.addEventListener("abort", onAbort, { once: true });
-  };
-
+  const source = new SseBody(items, signal, options.retryMs ?? 2000, options.heartbeatMs ?? 15_000);
   // High-water mark 0: nothing is pulled before a reader asks, so a server adapter can still attach directly.
-  const body = new ReadableStream<Uint8Array>(
-    {
-      start(c) {
-        controller = c;
-      },
-      pull() {
-        if (closed || mode === "direct") return;
-        budget = PULL_BUDGET;
-        wants = true;
-        if (mode === "idle") {
-          mode = "web";
-          begin();
-        }
-        pump();
-      },
-      cancel() {
-        cleanup();
-      },
-    },
-    { highWaterMark: 0 },
-  );
-  const attach: DirectAttach = (s) => {
-    if (mode !== "idle" || closed) return null;
-    mode = "direct";
-    sink = s;
-    wants = true;
-    begin();
-    pump();
-    return {
-      resume() {
-        wants = true;
-        pump();
-      },
-      cancel() {
-        end();
-      },
-    };
-  };
-  Object.defineProperty(body, DIRECT_BODY, { value: attach });
+  const body = new ReadableStream<Uint8Array>(source, { highWaterMark: 0 });
+  Object.defineProperty(body, DIRECT_BODY, { value: source });
   return new Response(body, {
     status: 200,
     headers: {

@@ -58,13 +58,60 @@ export function toRequest(req: NodeRequestLike, res?: NodeResponseLike): Request
 }
 
 /** What an SSE body of `progress.sse()` offers at `Symbol.for("progresscast.sse.direct")`. */
-type DirectAttach = (sink: {
-  write(bytes: Uint8Array): boolean;
-  end(): void;
-  abort(): void;
-}) => { resume(): void; cancel(): void } | null;
+interface DirectBody {
+  attach(sink: DirectWriter): { resume(): void; cancel(): void } | null;
+}
 
 const DIRECT_BODY = Symbol.for("progresscast.sse.direct");
+
+/** Writes an SSE body straight to a Node response, with the response's own backpressure. */
+class DirectWriter {
+  readonly #res: NodeResponseLike;
+  readonly #finish: () => void;
+  #control: { resume(): void; cancel(): void } | null = null;
+  #draining = false;
+  readonly #onDrain = (): void => {
+    this.#draining = false;
+    this.#control?.resume();
+  };
+  readonly #onClose = (): void => {
+    this.#control?.cancel();
+    this.#finish();
+  };
+
+  constructor(res: NodeResponseLike, finish: () => void) {
+    this.#res = res;
+    this.#finish = finish;
+  }
+
+  /** Attach to `body`; false when it is being read already. */
+  start(body: DirectBody): boolean {
+    this.#control = body.attach(this);
+    if (this.#control === null) return false;
+    this.#res.once("close", this.#onClose);
+    return true;
+  }
+
+  write(bytes: Uint8Array): boolean {
+    const ok = this.#res.write(bytes);
+    if (!ok && !this.#draining) {
+      this.#draining = true;
+      this.#res.once("drain", this.#onDrain);
+    }
+    return ok;
+  }
+
+  end(): void {
+    if (!this.#res.writableEnded) this.#res.end();
+    this.#finish();
+  }
+
+  abort(): void {
+    if (this.#res.destroy) this.#res.destroy();
+    else if (!this.#res.writableEnded) this.#res.end();
+    this.#finish();
+  }
+}
 
 /**
  * Write an SSE body of `progress.sse()` straight to `res` (no web stream read
@@ -72,44 +119,13 @@ const DIRECT_BODY = Symbol.for("progresscast.sse.direct");
  * Resolves when the stream ends or the client goes away.
  */
 function directWriter(res: NodeResponseLike, body: ReadableStream<Uint8Array>): Promise<void> | undefined {
-  const attach: unknown = (body as unknown as Record<symbol, unknown>)[DIRECT_BODY];
-  if (typeof attach !== "function" || body.locked) return undefined;
-  let finish = (): void => {};
+  const direct: unknown = (body as unknown as Record<symbol, unknown>)[DIRECT_BODY];
+  if (typeof direct !== "object" || direct === null || !("attach" in direct) || body.locked) return undefined;
+  let writer: DirectWriter | undefined;
   const finished = new Promise<void>((resolve) => {
-    finish = resolve;
+    writer = new DirectWriter(res, resolve);
   });
-  let control: ReturnType<DirectAttach> = null;
-  let draining = false;
-  const resume = (): void => {
-    draining = false;
-    control?.resume();
-  };
-  control = (attach as DirectAttach)({
-    write(bytes) {
-      const ok = res.write(bytes);
-      if (!ok && !draining) {
-        draining = true;
-        res.once("drain", resume);
-      }
-      return ok;
-    },
-    end() {
-      if (!res.writableEnded) res.end();
-      finish();
-    },
-    abort() {
-      if (res.destroy) res.destroy();
-      else if (!res.writableEnded) res.end();
-      finish();
-    },
-  });
-  if (control === null) return undefined;
-  const attached = control;
-  res.once("close", () => {
-    attached.cancel();
-    finish();
-  });
-  return finished;
+  return writer?.start(direct as DirectBody) ? finished : undefined;
 }
 
 /**
