@@ -116,7 +116,7 @@ describe.skipIf(!hasCli)("shell publisher", () => {
     await client.connect();
     try {
       const names = async (op: string) =>
-        (await client.xRange(`${prefix}:{${op}}:events`, "-", "+")).map((entry) => Object.keys(entry.message));
+        ((await client.xRange(`${prefix}:{${op}}:events`, "-", "+")) ?? []).map((entry) => Object.keys(entry.message));
       const sh = await names("sh-wire");
       expect(sh).toEqual(await names("ts-wire"));
       // A running event ends with it; a terminal one has the script's added fields after it.
