@@ -5,7 +5,9 @@
  * progress, start, retries, completion and failure; a retried job starts a new
  * attempt of its operation. `withProgress` wraps a processor so that
  * `job.updateProgress` also publishes from the worker itself, with no hop
- * through the queue's event stream. BullMQ 5 and 6 (an optional peer dependency).
+ * through the queue's event stream, and each new attempt is started by the
+ * worker running it, before any of its progress. BullMQ 5 and 6 (an optional
+ * peer dependency).
  *
  * @example
  * ```ts
@@ -52,11 +54,27 @@ export interface BridgeOptions {
   /**
    * Forward `job.updateProgress` calls read from the queue's event stream. Set
    * `false` when every worker wraps its processor with {@link withProgress},
-   * which publishes them directly, so they are not published twice.
+   * which publishes them directly, so they are not published twice (and
+   * starts each new attempt: see `startAttempts`).
    * @default true
    * @example false
    */
   readonly forwardProgress?: boolean;
+  /**
+   * Who starts the new attempt of a job's operation when BullMQ runs the job
+   * again (a retry, `job.retry()`, a stalled job). `"worker"`: every worker
+   * wraps its processor with {@link withProgress}, which publishes the first
+   * event of each new attempt itself (a restart) before any progress of it,
+   * and why an attempt failed in that attempt before BullMQ can run the job
+   * again, so nothing of an attempt is lost however late the queue's events
+   * reach the bridge; the bridge then never restarts an operation (that would
+   * drop what the worker already published of the attempt). `"bridge"`: the
+   * bridge starts it on the queue's retry event, for workers without
+   * `withProgress`.
+   * @default "worker" when `forwardProgress` is false, else "bridge"
+   * @example "worker"
+   */
+  readonly startAttempts?: "worker" | "bridge";
   /**
    * Read the queue's event stream after this id (e.g. {@link Bridge.lastEventId}
    * of a bridge that stopped). By default it starts one second before the
@@ -131,7 +149,9 @@ export function toProgressUpdate(value: JobProgressValue): ProgressUpdate {
  * `retry` event (status `queued`, the failure in `message`, `data.attemptsMade`
  * and `data.attempts`) starts a new attempt of the operation (published with
  * `restart`: `attempt` one more, `seq` goes on, the snapshot and the history
- * start over). `job.retry()` of a failed or completed job starts a new attempt too. One `QueueEvents`
+ * start over). `job.retry()` of a failed or completed job starts a new attempt too.
+ * With `startAttempts: "worker"` (the default with `forwardProgress: false`),
+ * the workers' {@link withProgress} starts those attempts instead. One `QueueEvents`
  * reader and one `Queue` connection per bridged queue. Resolves when reading.
  *
  * @throws {Error} when the queue's Redis cannot be reached (BullMQ's error).
@@ -144,6 +164,7 @@ export function toProgressUpdate(value: JobProgressValue): ProgressUpdate {
  */
 export async function bridgeQueue(queueName: string, options: BridgeOptions): Promise<Bridge> {
   const { progress, connection, forwardProgress = true, map = toProgressUpdate } = options;
+  const workerStarts = (options.startAttempts ?? (forwardProgress ? "bridge" : "worker")) === "worker";
   const prefix = options.prefix === undefined ? {} : { prefix: options.prefix };
   const queue = new Queue(queueName, { connection, ...prefix });
   const events = new QueueEvents(queueName, {
@@ -190,32 +211,36 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
     stack?.split("\n")[0]?.replace(/^[\w$.]*: /, "") || undefined;
 
   /**
-   * Attempt `n` failed and the job will run again: the `retry` event starts
-   * the next attempt of the operation (queued, saying why the previous one
-   * failed), so the snapshot and the history start over with it and a client
-   * following the job sees it whenever it joins. The job is read after the
-   * fact (a later attempt may have run already), so the failure is taken from
-   * its `n`-th stack trace, not from `failedReason` (the latest).
+   * The `retry` event of attempt `n`: queued, saying why it failed. The job is
+   * read after the fact (a later attempt may have run already), so the failure
+   * is taken from its `n`-th stack trace, not from `failedReason` (the latest).
    */
-  const retry = async (jobId: string, n: number | undefined): Promise<void> => {
-    retrying.add(jobId);
-    const job = await queue.getJob(jobId);
+  const retryUpdate = (job: Job | undefined, n: number | undefined): ProgressUpdate => {
     const made = n ?? job?.attemptsMade;
     const data: Record<string, unknown> = {};
     if (made !== undefined) data.attemptsMade = made;
     if (job?.opts.attempts !== undefined) data.attempts = job.opts.attempts;
     const traces = job?.stacktrace ?? [];
     const stack = made !== undefined && traces.length >= made ? traces[made - 1] : undefined;
-    await publish(
-      jobId,
-      {
-        type: "retry",
-        status: "queued",
-        message: (messageOf(stack ?? undefined) ?? job?.failedReason ?? "The attempt failed; retrying").slice(0, 2048),
-        data,
-      },
-      { restart: true },
-    );
+    return {
+      type: "retry",
+      status: "queued",
+      message: (messageOf(stack ?? undefined) ?? job?.failedReason ?? "The attempt failed; retrying").slice(0, 2048),
+      data,
+    };
+  };
+
+  /**
+   * Attempt `n` failed and the job will run again: the `retry` event starts
+   * the next attempt of the operation, so the snapshot and the history start
+   * over with it and a client following the job sees it whenever it joins.
+   * When the workers start attempts, they have published all of it already,
+   * in order, and the bridge leaves the operation alone.
+   */
+  const retry = async (jobId: string, n: number | undefined): Promise<void> => {
+    if (workerStarts) return;
+    retrying.add(jobId);
+    await publish(jobId, retryUpdate(await queue.getJob(jobId), n), { restart: true });
   };
 
   // Attempts seen starting, per job, counted as the events arrive.
@@ -224,8 +249,11 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
     const n = started.get(jobId);
     inOrder(jobId, id, () => {
       if (prev === "active") return retry(jobId, n);
-      // `job.retry()` of a failed (or completed) job: the operation runs again, as a new attempt.
-      if (prev === "failed" || prev === "completed") return publish(jobId, { status: "queued" }, { restart: true });
+      // `job.retry()` of a failed (or completed) job: the operation runs again, as a new attempt
+      // (started by the worker when workers start attempts).
+      if (prev === "failed" || prev === "completed") {
+        return workerStarts ? Promise.resolve() : publish(jobId, { status: "queued" }, { restart: true });
+      }
       return publish(jobId, { status: "queued" });
     });
   });
@@ -305,9 +333,23 @@ export interface WithProgressOptions {
 /**
  * Wraps a BullMQ processor so that each `job.updateProgress(value)` also
  * reports to progresscast from the worker (coalesced, never throws), the job
- * id as the operation id, before BullMQ records it. Lifecycle events (start,
- * retries, completion, failure) come from {@link bridgeQueue}; give it
- * `forwardProgress: false` so progress is not published twice.
+ * id as the operation id, before BullMQ records it. Queued, completion and
+ * final failure come from {@link bridgeQueue}; give it `forwardProgress: false`
+ * so progress is not published twice.
+ *
+ * The worker also starts and ends each run of the job on the operation, in
+ * order with its progress, awaiting each publish before BullMQ goes on:
+ * - before the processor: `running`; or, when BullMQ runs the job again (a
+ *   retry, a stalled job, `job.retry()`) or the operation had already ended,
+ *   a `retry` event (status `running`, progress 0, the previous failure in
+ *   `message`, `data.attemptsMade` and `data.attempts`) that starts a new
+ *   attempt of the operation (`restart`), before any progress of it;
+ * - when the processor throws and BullMQ will run the job again: a `retry`
+ *   event in the failed attempt (status `queued`, the error in `message`,
+ *   `data.attemptsMade` and `data.attempts`), shown while the job waits.
+ *
+ * Bad input (a job id that is not an operation id) goes to the manager's
+ * logger and `onError`, never into the job.
  *
  * @example
  * ```ts
@@ -323,17 +365,92 @@ export function withProgress<T = unknown, R = unknown, N extends string = string
   options: WithProgressOptions = {},
 ): Processor<T, R, N> {
   const map = options.map ?? toProgressUpdate;
-  return (job, token, signal) => {
-    const update = job.updateProgress.bind(job);
+  return async (job, token, signal) => {
     const op = job.id;
-    if (op !== undefined) {
-      const scope = options.scope?.(job as Job);
-      const publishOptions: PublishOptions = scope === undefined ? {} : { scope };
-      job.updateProgress = (value) => {
-        progress.report(op, map(value), publishOptions);
-        return update(value);
-      };
+    if (op === undefined) return await processor(job, token, signal);
+    const scope = options.scope?.(job as Job);
+    const publishOptions: PublishOptions = scope === undefined ? {} : { scope };
+    await startRun(progress, job as Job, op, publishOptions);
+    const update = job.updateProgress.bind(job);
+    job.updateProgress = (value) => {
+      progress.report(op, map(value), publishOptions);
+      return update(value);
+    };
+    try {
+      return await processor(job, token, signal);
+    } catch (error) {
+      await failedRun(progress, job as Job, op, error, publishOptions);
+      throw error;
     }
-    return processor(job, token, signal);
   };
+}
+
+/** Whether BullMQ ran this job before: a retry, a stalled job run again, or `job.retry()`. */
+function ranBefore(job: Job): boolean {
+  // `attemptsStarted` counts this run too; BullMQ versions without it leave it undefined.
+  const started: number | undefined = job.attemptsStarted;
+  return job.attemptsMade > 0 || (started !== undefined && started > 1);
+}
+
+/** Errors a processor throws to move its job elsewhere (delayed, waiting for children, rate limited): no failure. */
+const NOT_FAILURES = new Set(["DelayedError", "WaitingChildrenError", "WaitingError", "RateLimitError"]);
+
+/** Whether BullMQ will run the job again after `error`, by its attempts (a backoff strategy may still say no). */
+function willRetry(job: Job, error: unknown): boolean {
+  const name = error instanceof Error ? error.name : "";
+  if (name === "UnrecoverableError" || NOT_FAILURES.has(name)) return false;
+  return job.attemptsMade + 1 < (job.opts.attempts ?? 1);
+}
+
+/** Publish, sending bad input to the manager's logger and `onError` instead of throwing it. */
+async function publishSafely(
+  progress: Progress,
+  op: string,
+  update: ProgressUpdate,
+  options: PublishOptions,
+): Promise<PublishResult | undefined> {
+  try {
+    return await progress.publish(op, update, options);
+  } catch {
+    // Bad input only (publish never rejects for the backend): report() logs it and passes it to onError.
+    progress.report(op, update, options);
+    return undefined;
+  }
+}
+
+/** The first event of a run of `job`: a new attempt of its operation when the job or the operation ran before. */
+async function startRun(progress: Progress, job: Job, op: string, options: PublishOptions): Promise<void> {
+  if (ranBefore(job)) {
+    const data: Record<string, unknown> = { attemptsMade: job.attemptsMade };
+    if (job.opts.attempts !== undefined) data.attempts = job.opts.attempts;
+    const update: ProgressUpdate = { type: "retry", status: "running", progress: 0, data };
+    const again = job.failedReason ? { ...update, message: job.failedReason.slice(0, 2048) } : update;
+    await publishSafely(progress, op, again, { ...options, restart: true });
+    return;
+  }
+  const result = await publishSafely(progress, op, { status: "running" }, options);
+  // The operation ended before this job ran under its id (an id used again, or a job retried with its counts reset).
+  if (result?.outcome === "refused" && result.reason === "terminal") {
+    await publishSafely(progress, op, { status: "running", progress: 0 }, { ...options, restart: true });
+  }
+}
+
+/** A run that threw: when BullMQ will run the job again, say why in this attempt, before BullMQ moves the job. */
+async function failedRun(
+  progress: Progress,
+  job: Job,
+  op: string,
+  error: unknown,
+  options: PublishOptions,
+): Promise<void> {
+  if (!willRetry(job, error)) return;
+  const data: Record<string, unknown> = { attemptsMade: job.attemptsMade + 1 };
+  if (job.opts.attempts !== undefined) data.attempts = job.opts.attempts;
+  const text = error instanceof Error ? error.message : String(error);
+  await publishSafely(
+    progress,
+    op,
+    { type: "retry", status: "queued", message: (text || "The attempt failed; retrying").slice(0, 2048), data },
+    options,
+  );
 }

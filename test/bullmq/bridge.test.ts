@@ -148,6 +148,142 @@ describe("bridgeQueue", () => {
   });
 });
 
+describe("withProgress on retried jobs", () => {
+  it("a job failing twice then succeeding: each attempt's progress is seen in that attempt, ending completed with attempt 3", async () => {
+    const name = `q${Math.random().toString(36).slice(2, 8)}`;
+    const bridge = await bridgeQueue(name, { connection: connection(), progress, forwardProgress: false });
+    const queue = new Queue(name, { connection: connection() });
+    // Several jobs at once, each reporting the moment its attempt starts: the worker's progress and
+    // the queue's retry events race, and no attempt may lose its progress to the next one's start.
+    const ids = ["wp-1", "wp-2", "wp-3"];
+    const seen = new Map<string, ProgressEvent[]>(ids.map((id) => [id, []]));
+    const opened = ids.map(() => {
+      let resolve: () => void = () => {};
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      return { promise, resolve };
+    });
+    const clients = ids.map((id, i) =>
+      follow(`${server.url}/progress/${id}`, {
+        onEvent: (e) => seen.get(id)?.push(e),
+        onStatus: (s) => s === "open" && opened[i]?.resolve(),
+        minDelayMs: 50,
+      }),
+    );
+    const worker = new Worker(
+      name,
+      withProgress(progress, async (job) => {
+        const attempt = job.attemptsMade + 1;
+        const message = `attempt ${attempt}`;
+        await job.updateProgress({ progress: 40, message });
+        // The client sees each attempt's progress before the attempt fails (the next attempt's
+        // start drops the previous one's history from the stream).
+        const events = seen.get(job.id ?? "") ?? [];
+        for (let i = 0; i < 400 && !events.some((e) => e.message === message); i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        if (attempt < 3) throw new Error(`flaky ${attempt}`);
+        await job.updateProgress({ progress: 90, message: "almost" });
+        return "ok";
+      }),
+      { connection: connection(), concurrency: ids.length },
+    );
+    try {
+      await Promise.all(opened.map((o) => o.promise));
+      await queue.addBulk(ids.map((jobId) => ({ name: "import", data: {}, opts: { jobId, attempts: 3 } })));
+      await Promise.all(clients.map((c) => c.done));
+      for (const [i, id] of ids.entries()) {
+        const events = (seen.get(id) ?? []).filter((e) => e.kind === "event");
+        const own = events.filter((e) => e.message?.startsWith("attempt "));
+        // Every attempt's progress reached the client, labelled with its own attempt.
+        expect(own.map((e) => [e.message, attemptOf(e), e.progress])).toEqual([
+          ["attempt 1", 1, 40],
+          ["attempt 2", 2, 40],
+          ["attempt 3", 3, 40],
+        ]);
+        expect(events.find((e) => e.message === "almost")).toMatchObject({ attempt: 3, progress: 90 });
+        // Attempts 2 and 3 each start once, by the worker, with why the previous one failed.
+        const starts = events.filter((e) => e.type === "retry" && e.status === "running");
+        expect(starts.map((e) => [attemptOf(e), e.message, e.progress])).toEqual([
+          [2, "flaky 1", 0],
+          [3, "flaky 2", 0],
+        ]);
+        // A failed attempt says so itself, while the job waits to run again: never in the next attempt.
+        const notices = events.filter((e) => e.type === "retry" && e.status === "queued");
+        for (const e of notices) expect(e.message).toBe(`flaky ${attemptOf(e)}`);
+        const seqs = events.map((e) => e.seq);
+        expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+        expect(clients[i]?.state).toMatchObject({ status: "completed", progress: 100 });
+        expect(attemptOf(clients[i]?.state)).toBe(3);
+        // The operation holds the last attempt, its progress included.
+        expect(await progress.get(id)).toMatchObject({ status: "completed", attempt: 3 });
+        const history = await progress.history(id);
+        expect(new Set(history.map((e) => e.attempt))).toEqual(new Set([3]));
+        expect(history[0]).toMatchObject({
+          type: "retry",
+          status: "running",
+          message: "flaky 2",
+          data: { attemptsMade: 2, attempts: 3 },
+        });
+        expect(history.map((e) => e.message)).toEqual(expect.arrayContaining(["attempt 3", "almost"]));
+        expect(history.at(-1)).toMatchObject({ status: "completed" });
+      }
+    } finally {
+      for (const c of clients) c.close();
+      await worker.close();
+      await queue.close();
+      await bridge.close();
+    }
+  });
+});
+
+describe("withProgress and job.retry()", () => {
+  it("each job.retry() of a failed job runs as a new attempt, also with BullMQ's counts reset", async () => {
+    const name = `q${Math.random().toString(36).slice(2, 8)}`;
+    const bridge = await bridgeQueue(name, { connection: connection(), progress, forwardProgress: false });
+    const queue = new Queue(name, { connection: connection() });
+    let runs = 0;
+    const worker = new Worker(
+      name,
+      withProgress(progress, async (job) => {
+        runs++;
+        await job.updateProgress({ current: runs, total: 3, message: `run ${runs}` });
+        if (runs < 3) throw new Error(`bad input ${runs}`);
+        return "ok";
+      }),
+      { connection: connection() },
+    );
+    const ended = async (attempt: number) => {
+      for (let i = 0; i < 400; i++) {
+        const s = await progress.get("wp-retry");
+        if (s && attemptOf(s) === attempt && (s.status === "failed" || s.status === "completed")) return s;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return await progress.get("wp-retry");
+    };
+    try {
+      const job = await queue.add("import", {}, { jobId: "wp-retry" });
+      expect(await ended(1)).toMatchObject({ status: "failed", message: "bad input 1", attempt: 1 });
+      await job.retry("failed");
+      expect(await ended(2)).toMatchObject({ status: "failed", message: "bad input 2", attempt: 2 });
+      expect((await progress.history("wp-retry")).map((e) => e.message)).toEqual(
+        expect.arrayContaining(["run 2", "bad input 2"]),
+      );
+      // BullMQ's counts reset: the worker finds the operation ended and starts a new attempt all the same.
+      await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
+      expect(await ended(3)).toMatchObject({ status: "completed", current: 3, total: 3, attempt: 3 });
+      const history = await progress.history("wp-retry");
+      expect(history.every((e) => e.attempt === 3)).toBe(true);
+      expect(history.map((e) => e.message)).toContain("run 3");
+    } finally {
+      await worker.close();
+      await queue.close();
+      await bridge.close();
+    }
+  });
+});
+
 describe("job.retry()", () => {
   it("of a failed job runs the operation again as a new attempt, seen by a client ending completed", async () => {
     const name = `q${Math.random().toString(36).slice(2, 8)}`;
