@@ -70,21 +70,37 @@ const LAG_MS = 150;
  * Live entries are shared by every watcher of a key (the hub hands the same
  * objects to all): each is decoded, and sized, once per process.
  */
-const decodedEvents = new WeakMap<StreamEntry, ProgressEvent | null>();
+/** A live entry decoded once: its event, and the iterator result every watcher of it is handed (frozen, shared). */
+interface Shared {
+  readonly event: ProgressEvent;
+  readonly result: IteratorResult<WatchItem, void>;
+}
+const decodedEvents = new WeakMap<StreamEntry, Shared | null>();
 const entrySizes = new WeakMap<StreamEntry, number>();
+
+function shared(entry: StreamEntry, op: string | undefined): Shared | null {
+  let decoded = decodedEvents.get(entry);
+  if (decoded === undefined) {
+    const event = decodeEvent(entry, op);
+    if (event === null) decoded = null;
+    else {
+      const frozen = Object.freeze(event);
+      decoded = {
+        event: frozen,
+        result: Object.freeze({ done: false, value: Object.freeze({ kind: "event", event: frozen }) }),
+      };
+    }
+    decodedEvents.set(entry, decoded);
+  }
+  return decoded;
+}
 
 /**
  * The event of a live entry, decoded once and shared (frozen) by every watcher
  * of its stream (all of which pass the same `op`); null for an invalid entry.
  */
 export function sharedEvent(entry: StreamEntry, op: string | undefined): ProgressEvent | null {
-  let event = decodedEvents.get(entry);
-  if (event === undefined) {
-    const decoded = decodeEvent(entry, op);
-    event = decoded === null ? null : Object.freeze(decoded);
-    decodedEvents.set(entry, event);
-  }
-  return event;
+  return shared(entry, op)?.event ?? null;
 }
 
 /** Approximate bytes an entry holds: its id, field names and values. */
@@ -403,11 +419,12 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
       }
       const entry = queue.shift() as StreamEntry;
       this.#queuedBytes -= entrySize(entry);
-      const event = sharedEvent(entry, this.#op);
-      if (event === null) {
+      const decoded = shared(entry, this.#op);
+      if (decoded === null) {
         this.#lastId = entry.id; // not a valid event: skipped, never fatal
         continue;
       }
+      const event = decoded.event;
       if (this.#single && event.seq > 0 && event.seq <= this.#lastSeq) {
         // seq went backwards: the backend lost data (a restart that kept nothing). Start over from what it holds now.
         this.#inner = this.#recover(entry);
@@ -429,7 +446,7 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
       this.#ctx.metrics.increment("events_delivered");
       this.#handedAt = Date.now();
       if (this.#single && isTerminal(event.status)) this.#finish();
-      return { done: false, value: { kind: "event", event } };
+      return decoded.result;
     }
   }
 
