@@ -41,6 +41,13 @@ function quickCheck(op: string, update: ProgressUpdate): boolean {
   return true;
 }
 
+/** Whether `update` merged over `held` would have a `current` above its `total` (which no update may have). */
+function passesTotal(held: Record<string, unknown>, update: ProgressUpdate): boolean {
+  const current = update.current !== undefined ? update.current : held.current;
+  const total = update.total !== undefined ? update.total : held.total;
+  return typeof current === "number" && typeof total === "number" && current > total;
+}
+
 /** What the coalescer hands back for writing. */
 export interface Held<O> {
   readonly op: string;
@@ -117,11 +124,15 @@ export class Coalescer<O> {
     }
     const held = slot.held;
     if (held) {
-      // Newest over held, in place; a timer is always set while something is held.
-      Object.assign(held.update, update);
-      held.options = options;
-      this.coalesced++;
-      return true;
+      if (!passesTotal(held.update, update)) {
+        // Newest over held, in place; a timer is always set while something is held.
+        Object.assign(held.update, update);
+        held.options = options;
+        this.coalesced++;
+        return true;
+      }
+      // Merged, `current` would pass `total` (each valid alone: the total changed): write what is held, hold this.
+      this.#release(op, slot);
     }
     const now = this.#now();
     if (now - slot.lastWriteAt >= this.#intervalMs) {

@@ -92,6 +92,26 @@ describe("report() never throws", () => {
   });
 });
 
+describe("report() coalescing", () => {
+  it("never merges valid reports into an invalid one: a new total below the held current writes the held report first", async () => {
+    const { progress, errors } = make({ throttle: { intervalMs: 60_000 } });
+    progress.report("job", { current: 5, total: 200 }); // written at once
+    progress.report("job", { current: 150 }); // held
+    progress.report("job", { total: 7 }); // merged, 150 of 7: the held report goes first
+    progress.report("job", { current: 6 }); // merged with the total 7
+    await progress.flush();
+    expect(errors).toEqual([]);
+    const history = await progress.history("job");
+    expect(history.map((e) => [e.current, e.total])).toEqual([
+      [5, 200],
+      [150, undefined],
+      [6, 7],
+    ]);
+    expect(await progress.get("job")).toMatchObject({ current: 6, total: 7 });
+    await progress.close();
+  });
+});
+
 describe("flush() and close() on the memory backend", () => {
   it("resolve with nothing unwritten; a terminal publish resolves published", async () => {
     const { progress } = make({ throttle: { intervalMs: 10_000 } });
