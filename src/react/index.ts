@@ -207,6 +207,19 @@ export function useProgress<TData = Record<string, unknown>>(
   };
 }
 
+/** `ms-seq` stream ids in order; 0 when either is missing or not one. */
+function idOrder(a: string | undefined, b: string | undefined): number {
+  const x = a === undefined ? null : /^(\d+)-(\d+)$/.exec(a);
+  const y = b === undefined ? null : /^(\d+)-(\d+)$/.exec(b);
+  return x && y ? Number(x[1]) - Number(y[1]) || Number(x[2]) - Number(y[2]) : 0;
+}
+
+/** Most recently updated first: by `ts`, then (within one millisecond) by the scope stream's order of their events. */
+function newestFirst(a: ProgressState<unknown>, b: ProgressState<unknown>): number {
+  if (a.ts !== b.ts) return a.ts < b.ts ? 1 : -1;
+  return idOrder(b.id, a.id) || b.seq - a.seq;
+}
+
 /**
  * Follows every operation of a scope (an SSE URL served with
  * `progress.sse(request, { scope })`) while the component is mounted; the
@@ -224,7 +237,7 @@ export function useProgressList<TData = Record<string, unknown>>(
   const snap = useFollow(normalize(target), false);
   const follower = snap.follower;
   const states: ReadonlyMap<string, ProgressState<TData>> = follower ? new Map(follower.states) : new Map();
-  const list = [...states.values()].sort((a, b) => (a.ts < b.ts ? 1 : a.ts > b.ts ? -1 : b.seq - a.seq));
+  const list = [...states.values()].sort(newestFirst);
   return {
     states,
     list,

@@ -81,8 +81,10 @@ describe("useProgressList", () => {
     const { result, unmount } = renderHook(() => useProgressList(`${server.url}/scope/team-1`));
     await waitFor(() => expect(result.current.status).toBe("open"), wait);
     await act(async () => {
-      await progress.publish("a1", { status: "running", progress: 20 }, { scope: "team-1" });
-      await progress.publish("a2", { status: "running", progress: 40 }, { scope: "team-1" });
+      // The same timestamp for both: the later one in the scope's stream comes first.
+      const ts = new Date();
+      await progress.publish("a1", { status: "running", progress: 20, ts }, { scope: "team-1" });
+      await progress.publish("a2", { status: "running", progress: 40, ts }, { scope: "team-1" });
     });
     await waitFor(() => expect(result.current.list.map((s) => s.op)).toEqual(["a2", "a1"]), wait);
     await progress.publish("a1", { status: "completed", progress: 100 }, { scope: "team-1" });
