@@ -154,6 +154,8 @@ export class Progress implements AsyncDisposable {
   readonly #o: ResolvedOptions;
   readonly #batcher: Batcher;
   readonly #outbox: Outbox;
+  /** Errors the batcher gave appends it sent behind their operation's held events (not refusals). */
+  readonly #behind = new WeakSet<Error>();
   readonly #coalescer: Coalescer<PublishOptions>;
   readonly #estimator = new Estimator();
   readonly #reports = new Set<Promise<unknown>>();
@@ -170,6 +172,14 @@ export class Progress implements AsyncDisposable {
       o.port,
       { ttlSeconds: o.ttlSeconds, maxLen: o.maxLen, terminalTtlSeconds: o.terminalTtlSeconds },
       o.maxBatch,
+      (item) => {
+        // Its operation's earlier call failed while this one waited: it goes behind what is held.
+        const op = item.fields.op ?? "";
+        if (!this.#outbox.has(op)) return undefined;
+        const error = this.#heldBehind(op);
+        this.#behind.add(error);
+        return error;
+      },
     );
     this.#coalescer = new Coalescer<PublishOptions>(o.intervalMs, (held) => this.#writeHeld(held));
     this.#outbox = new Outbox(
@@ -648,10 +658,7 @@ export class Progress implements AsyncDisposable {
     const started = Date.now();
     if (this.#outbox.has(op)) {
       // Earlier events of this operation are held: this one goes behind them, never ahead.
-      const error = new BackendError(
-        `Held behind earlier events of operation "${op}" that the ${this.#o.port.name} backend has not taken yet`,
-      );
-      return await this.#hold(item, cid, waits, error, started, false);
+      return await this.#hold(item, cid, waits, this.#heldBehind(op), started, false);
     }
     const timed = this.#o.metrics !== noMetrics;
     const t0 = timed ? performance.now() : 0;
@@ -665,12 +672,18 @@ export class Progress implements AsyncDisposable {
         this.#fail(error, op, cid);
         return { ok: false, outcome: "failed", error, queued: false };
       }
-      return await this.#hold(item, cid, waits, error, started, true);
+      return await this.#hold(item, cid, waits, error, started, !this.#behind.has(error));
     }
     if (timed) this.#o.metrics.observe("publish_latency_ms", performance.now() - t0);
     // The backend answers: write what it refused earlier now rather than after the backoff.
     if (this.#outbox.size > 0) this.#outbox.kick();
     return this.#settle(op, cid, result);
+  }
+
+  #heldBehind(op: string): BackendError {
+    return new BackendError(
+      `Held behind earlier events of operation "${op}" that the ${this.#o.port.name} backend has not taken yet`,
+    );
   }
 
   /** Keep a refused event in the outbox; a waiting terminal publish waits for it there. */

@@ -148,6 +148,51 @@ describe("the outbox, with a backend that is away", () => {
     await progress.close();
   });
 
+  it("never lets a later event of an operation overtake an earlier one whose call failed", async () => {
+    const inner = memory();
+    let release: (() => void) | undefined;
+    let failNext = true;
+    // The first call hangs, then fails as a dropped connection; every later call succeeds.
+    const port: StreamPort = {
+      ...inner,
+      name: inner.name,
+      capabilities: inner.capabilities,
+      append: async (items, options) => {
+        if (failNext) {
+          failNext = false;
+          await new Promise<void>((resolve) => {
+            release = resolve;
+          });
+          throw new ConnectionClosedError("connection lost");
+        }
+        return await inner.append(items, options);
+      },
+    };
+    const errors: ProgressError[] = [];
+    const progress = new Progress({
+      port,
+      logger: {},
+      throttle: false,
+      onError: (e) => errors.push(e),
+      retry: { minDelayMs: 5, maxDelayMs: 20 },
+    });
+    const first = progress.publish("job", { type: "chunk", data: { i: 1 } });
+    const second = progress.publish("job", { type: "chunk", data: { i: 2 } });
+    const other = progress.publish("other-job", { type: "chunk", data: { i: 1 } });
+    // Another operation is not held up by the call in flight.
+    expect(await other).toMatchObject({ ok: true });
+    await new Promise((r) => setTimeout(r, 20));
+    release?.();
+    expect(await first).toMatchObject({ ok: false, queued: true });
+    expect(await second).toMatchObject({ ok: false, queued: true });
+    expect((await progress.flush()).unwritten).toEqual([]);
+    expect((await progress.history("job")).map((e) => [e.seq, e.data?.i])).toEqual([
+      [1, 1],
+      [2, 2],
+    ]);
+    await progress.close();
+  });
+
   it("is bounded by outboxMaxEvents: a progress update makes room for a terminal event; what finds no room is reported", async () => {
     const { port, down } = switchable();
     const dropped: string[] = [];
