@@ -32,7 +32,7 @@ import { createClient } from "redis";
 import { nodeRedis } from "../src/adapters/node-redis/index.ts";
 import { Progress } from "../src/core/progress.ts";
 import { toRequest, writeResponse } from "../src/node/index.ts";
-import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
+import { startRedis } from "../test/support/redis-server.ts";
 import {
   type Child,
   type ClientResult,
@@ -40,6 +40,7 @@ import {
   type FromPublisher,
   forkChild,
   openFileLimit,
+  supervise,
   type ToClients,
   type ToPublisher,
 } from "./support/children.ts";
@@ -106,20 +107,10 @@ const memoryAfterGc = async (): Promise<{ heap: number; rss: number }> => {
 };
 
 // Everything started here is stopped on the way out, whatever happens.
-const children: Child<unknown, { type: string }>[] = [];
-let redis: RedisServer | undefined;
-const giveUp = (why: string): never => {
-  console.error(`capacity: ${why}`);
-  for (const c of children) c.kill();
-  void redis?.close();
-  process.exit(2);
-};
-const watchdog = setTimeout(() => giveUp("did not finish within 10 minutes"), (SECONDS + 540) * 1000);
-process.on("SIGINT", () => giveUp("interrupted"));
-process.on("uncaughtException", (error) => giveUp(error.stack ?? error.message));
-process.on("unhandledRejection", (reason) => giveUp(String(reason)));
-
-redis = await startRedis();
+const supervisor = supervise("capacity", SECONDS + 540);
+const { children, giveUp } = supervisor;
+const redis = await startRedis();
+supervisor.redis = redis;
 const redisUrl = redis.url;
 const inspector = createClient({ url: redisUrl, RESP: 2, name: "bench-inspector" });
 await inspector.connect();
@@ -381,7 +372,7 @@ if (!flags["dry-run"]) {
 }
 
 // ------------------------------------------------------------------ stop everything
-clearTimeout(watchdog);
+supervisor.done();
 for (const c of children) c.kill();
 http.closeAllConnections();
 http.close();

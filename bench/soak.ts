@@ -38,6 +38,7 @@ import {
   type FromPublisher,
   forkChild,
   type Seen,
+  supervise,
   type ToClients,
   type ToPublisher,
 } from "./support/children.ts";
@@ -92,20 +93,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MB`;
 
 // Everything started here is stopped on the way out, whatever happens.
-const children: Child<unknown, { type: string }>[] = [];
-let redis: RedisServer | undefined;
-const giveUp = (why: string): never => {
-  console.error(`soak: ${why}`);
-  for (const c of children) c.kill();
-  void redis?.close();
-  process.exit(2);
-};
-const watchdog = setTimeout(() => giveUp("did not finish in time"), (DURATION_S + 600) * 1000);
-process.on("SIGINT", () => giveUp("interrupted"));
-process.on("uncaughtException", (error) => giveUp(error.stack ?? error.message));
-process.on("unhandledRejection", (reason) => giveUp(String(reason)));
-
-redis = process.env.REDIS_URL ? undefined : await startRedis();
+const supervisor = supervise("soak", DURATION_S + 600);
+const { children, giveUp } = supervisor;
+const redis = process.env.REDIS_URL ? undefined : await startRedis();
+supervisor.redis = redis;
 const redisUrl = process.env.REDIS_URL ?? (redis as RedisServer).url;
 const inspector = createClient({ url: redisUrl, RESP: 2 });
 await inspector.connect();
@@ -367,7 +358,7 @@ if (!flags["dry-run"]) {
 }
 
 // ------------------------------------------------------------------ stop everything
-clearTimeout(watchdog);
+supervisor.done();
 for (const c of children) c.kill();
 http.closeAllConnections();
 http.close();

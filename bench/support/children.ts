@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import type { RedisServer } from "../../test/support/redis-server.ts";
 
 /** Last state a client saw, or the final state of an operation. */
 export interface Seen {
@@ -194,4 +195,41 @@ export function openFileLimit(): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** What a benchmark stops on the way out, whatever happens: its child processes and its redis-server. */
+export interface Supervisor {
+  readonly children: Child<unknown, { type: string }>[];
+  /** The redis-server it started, once started. */
+  redis: RedisServer | undefined;
+  /** Stop everything started, say why on stderr, and exit with status 2. */
+  giveUp(why: string): never;
+  /** The run ended in time: stop the watchdog. */
+  done(): void;
+}
+
+/**
+ * Watch over a benchmark named `name`: on an interrupt, a crash, an unhandled
+ * rejection or a run longer than `limitS` seconds, stop its children and its
+ * redis-server and exit 2.
+ */
+export function supervise(name: string, limitS: number): Supervisor {
+  const supervisor: Supervisor = {
+    children: [],
+    redis: undefined,
+    giveUp(why: string): never {
+      console.error(`${name}: ${why}`);
+      for (const c of supervisor.children) c.kill();
+      void supervisor.redis?.close();
+      process.exit(2);
+    },
+    done() {
+      clearTimeout(watchdog);
+    },
+  };
+  const watchdog = setTimeout(() => supervisor.giveUp(`did not finish within ${limitS} s`), limitS * 1000);
+  process.on("SIGINT", () => supervisor.giveUp("interrupted"));
+  process.on("uncaughtException", (error) => supervisor.giveUp(error.stack ?? error.message));
+  process.on("unhandledRejection", (reason) => supervisor.giveUp(String(reason)));
+  return supervisor;
 }
