@@ -80,7 +80,7 @@ export interface WireEvent {
   attempt?: string | undefined;
 }
 
-/** What a job reports. Every field is optional; see {@link normalizeUpdate} for defaults. */
+/** What a job reports. Every field is optional: `status` defaults to `running` and `type` to `progress`. */
 export interface ProgressUpdate {
   /** Percent done, 0..100, rounded to 2 decimals. Derived from `current/total` when absent. */
   readonly progress?: number | undefined;
@@ -124,7 +124,7 @@ export interface ProgressEvent {
   readonly eta?: number;
   /**
    * The type as written, when a foreign publisher wrote one outside the safe
-   * set ({@link TYPE_PATTERN}); `type` is then `progress`.
+   * set (a letter, then up to 63 letters, digits or `_ . : -`); `type` is then `progress`.
    */
   readonly rawType?: string;
   /** Attempt of the operation: 1, then one more at each restart (a retried job). */

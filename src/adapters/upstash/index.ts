@@ -63,7 +63,7 @@ export interface UpstashClientOptions extends UpstashPollOptions {
 export type UpstashOptions = UpstashUrlOptions | UpstashClientOptions;
 
 /**
- * A {@link StreamPort} over Upstash Redis REST (name `upstash`, capabilities
+ * A `StreamPort` over Upstash Redis REST (name `upstash`, capabilities
  * `{ groups: true, blocking: false }`).
  *
  * @example

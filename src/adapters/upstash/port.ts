@@ -45,7 +45,7 @@ export interface UpstashPollOptions {
   readonly pollMaxMs?: number | undefined;
 }
 
-/** The port returned by `upstash()`: a {@link StreamPort} that is also `AsyncDisposable`. */
+/** The port returned by `upstash()`: a `StreamPort` that is also `AsyncDisposable`. */
 export interface UpstashPort extends StreamPort, AsyncDisposable {}
 
 const DEFAULT_POLL_MIN_MS = 50;
