@@ -268,6 +268,8 @@ class SseBody implements UnderlyingDefaultSource<Uint8Array>, DirectBody, Direct
     if (this.#mode !== 0 || this.#closed) return null;
     this.#mode = 2;
     this.#sink = sink;
+    // Written directly from now on: the web stream (and the Response around it) may go.
+    this.#controller = undefined;
     this.#wants = true;
     this.#begin();
     this.#pump();

@@ -144,20 +144,29 @@ function directWriter(res: NodeResponseLike, body: ReadableStream<Uint8Array>): 
  * }).listen(3000);
  * ```
  */
-export async function writeResponse(res: NodeResponseLike, response: Response): Promise<void> {
-  const headers: Record<string, string> = {};
-  response.headers.forEach((value, name) => {
-    headers[name] = value;
-  });
-  res.writeHead(response.status, headers);
-  res.flushHeaders?.();
-  if (!response.body) {
-    res.end();
-    return;
+export function writeResponse(res: NodeResponseLike, response: Response): Promise<void> {
+  try {
+    const headers: Record<string, string> = {};
+    response.headers.forEach((value, name) => {
+      headers[name] = value;
+    });
+    res.writeHead(response.status, headers);
+    res.flushHeaders?.();
+    const body = response.body;
+    if (!body) {
+      res.end();
+      return Promise.resolve();
+    }
+    // Nothing waits here holding the Response: a long-lived stream keeps only what it writes with.
+    return directWriter(res, body) ?? pipeBody(res, body);
+  } catch (error) {
+    return Promise.reject(error);
   }
-  const direct = directWriter(res, response.body);
-  if (direct) return await direct;
-  const reader = response.body.getReader();
+}
+
+/** Stream a web body to `res` with backpressure (see {@link writeResponse}). */
+async function pipeBody(res: NodeResponseLike, body: ReadableStream<Uint8Array>): Promise<void> {
+  const reader = body.getReader();
   let gone = false;
   let failed = false;
   res.once("close", () => {
