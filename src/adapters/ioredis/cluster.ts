@@ -29,7 +29,7 @@ import {
   withDeadline,
   xreadArgs,
 } from "../../core/redis-port.ts";
-import { mapError, readiness, sendArgs, sender } from "./replies.ts";
+import { mapError, quitOrDisconnect, readiness, sendArgs, sender } from "./replies.ts";
 
 /** The part of an ioredis `Cluster` (v5 or v6) this adapter calls, typed structurally. */
 export interface IoRedisClusterClient {
@@ -248,17 +248,7 @@ export function ioredisCluster(
       subscriber?.off("smessage", onMessage);
       if (subscriber && subscriber !== client) subscriber.disconnect();
       subscriber = undefined;
-      if (owned) {
-        if (client.status === "ready") {
-          try {
-            await client.quit();
-            return;
-          } catch {
-            // fall through: close the sockets
-          }
-        }
-        client.disconnect();
-      }
+      if (owned) await quitOrDisconnect(client);
     },
   };
   return port;

@@ -21,7 +21,7 @@ import {
   xreadArgs,
 } from "../../core/redis-port.ts";
 import { type IoRedisClusterClient, type IoRedisClusterConfig, ioredisCluster, isIoRedisCluster } from "./cluster.ts";
-import { readiness, sendArgs, sender } from "./replies.ts";
+import { quitOrDisconnect, readiness, sendArgs, sender } from "./replies.ts";
 
 export type { IoRedisClusterClient, IoRedisClusterConfig } from "./cluster.ts";
 
@@ -294,17 +294,7 @@ export function ioredis(options: IoRedisOptions): StreamPort {
       clearInterval(healthTimer);
       for (const b of blockers.values()) b.client.disconnect();
       blockers.clear();
-      if (owned) {
-        if (client.status === "ready") {
-          try {
-            await client.quit();
-            return;
-          } catch {
-            // fall through: close the socket
-          }
-        }
-        client.disconnect();
-      }
+      if (owned) await quitOrDisconnect(client);
     },
   };
   return port;

@@ -55,6 +55,23 @@ export interface Connectable {
   off(event: "ready" | "end", listener: () => void): unknown;
 }
 
+/** An owned client's way out: `QUIT` when it is connected, else (or when that fails) close the sockets. */
+export async function quitOrDisconnect(client: {
+  readonly status: string;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+}): Promise<void> {
+  if (client.status === "ready") {
+    try {
+      await client.quit();
+      return;
+    } catch {
+      // fall through: close the sockets
+    }
+  }
+  client.disconnect();
+}
+
 /**
  * Waiting for connections: a command waits for a client's first connection (up
  * to `connectTimeoutMs`); once a client was ready, a command sent while it is

@@ -29,7 +29,7 @@ import {
 } from "../../core/redis-port.ts";
 import { slotOf } from "../../core/slot.ts";
 import { sleep } from "../../core/util.ts";
-import { isNoScript, mapError } from "./replies.ts";
+import { closeOrDestroy, isNoScript, mapError } from "./replies.ts";
 
 /** A master as the cluster client knows it. */
 export interface NodeRedisClusterNode {
@@ -339,13 +339,7 @@ export function nodeRedisCluster(
       subscribers.clear();
       if (blocker?.isOpen) blocker.destroy();
       blocker = undefined;
-      if (owned && client.isOpen) {
-        try {
-          await client.close();
-        } catch {
-          client.destroy();
-        }
-      }
+      if (owned) await closeOrDestroy(client);
     },
   };
   return port;

@@ -26,7 +26,7 @@ import {
   type NodeRedisClusterConfig,
   nodeRedisCluster,
 } from "./cluster.ts";
-import { isNoScript, mapError } from "./replies.ts";
+import { closeOrDestroy, isNoScript, mapError } from "./replies.ts";
 
 export type { NodeRedisClusterClient, NodeRedisClusterConfig } from "./cluster.ts";
 
@@ -320,13 +320,7 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
       clearInterval(healthTimer);
       for (const b of blockers.values()) if (b.client.isOpen) b.client.destroy();
       blockers.clear();
-      if (owned && client.isOpen) {
-        try {
-          await client.close();
-        } catch {
-          client.destroy();
-        }
-      }
+      if (owned) await closeOrDestroy(client);
     },
   };
   return port;

@@ -24,3 +24,17 @@ export function mapError(cause: unknown, what: string): Error {
 export function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith("NOSCRIPT");
 }
+
+/** An owned client's way out: a graceful close when it is open, a destroy when that fails. */
+export async function closeOrDestroy(client: {
+  readonly isOpen: boolean;
+  close(): Promise<unknown>;
+  destroy(): void;
+}): Promise<void> {
+  if (!client.isOpen) return;
+  try {
+    await client.close();
+  } catch {
+    client.destroy();
+  }
+}
