@@ -68,9 +68,9 @@ const LAG_MS = 150;
 
 /**
  * Live entries are shared by every watcher of a key (the hub hands the same
- * objects to all): each is decoded, and sized, once per process.
+ * objects to all): each is decoded, and sized, once per process. A decoded
+ * entry: its event, and the iterator result every watcher of it is handed (frozen, shared).
  */
-/** A live entry decoded once: its event, and the iterator result every watcher of it is handed (frozen, shared). */
 interface Shared {
   readonly event: ProgressEvent;
   readonly result: IteratorResult<WatchItem, void>;
@@ -93,14 +93,6 @@ function shared(entry: StreamEntry, op: string | undefined): Shared | null {
     decodedEvents.set(entry, decoded);
   }
   return decoded;
-}
-
-/**
- * The event of a live entry, decoded once and shared (frozen) by every watcher
- * of its stream (all of which pass the same `op`); null for an invalid entry.
- */
-export function sharedEvent(entry: StreamEntry, op: string | undefined): ProgressEvent | null {
-  return shared(entry, op)?.event ?? null;
 }
 
 /** Approximate bytes an entry holds: its id, field names and values. */
@@ -430,22 +422,21 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
         this.#inner = this.#recover(entry);
         return undefined;
       }
-      if (this.#single && this.#lastAttempt > 0 && event.attempt > this.#lastAttempt) {
-        // The operation was restarted while watched: a reset with the new attempt's snapshot, then the event.
-        this.#inner = this.#restarted(entry, event);
-        return undefined;
-      }
+      // The operation was restarted while watched, or (a scope) one of its operations lost its data.
+      const restarted = this.#single && this.#lastAttempt > 0 && event.attempt > this.#lastAttempt;
       if (this.#single) this.#lastAttempt = event.attempt;
-      if (this.#seqByOp !== undefined && !this.#noteSeq(event)) {
-        // One operation of the scope went back: a reset with its snapshot now, then the event.
-        this.#inner = this.#recoverOp(entry, event);
-        return undefined;
-      }
+      const lost = !this.#noteSeq(event);
       this.#lastId = entry.id;
       if (event.seq > this.#lastSeq) this.#lastSeq = event.seq;
+      if (this.#single && isTerminal(event.status)) this.#finish();
+      if (restarted || lost) {
+        // A reset with the operation's snapshot now, then the event.
+        const stateKey = restarted ? this.#keys.state : (this.#keys.stateOf?.(event.op) ?? null);
+        this.#inner = this.#resetBefore(stateKey, event);
+        return undefined;
+      }
       this.#ctx.metrics.increment("events_delivered");
       this.#handedAt = Date.now();
-      if (this.#single && isTerminal(event.status)) this.#finish();
       return decoded.result;
     }
   }
@@ -458,41 +449,21 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
     const seqs = this.#seqByOp;
     if (seqs === undefined || event.seq <= 0) return true;
     const last = seqs.get(event.op);
-    if (last !== undefined && event.seq <= last) return false;
     seqs.delete(event.op);
     seqs.set(event.op, event.seq);
     if (seqs.size > SCOPE_SEQS) {
       const oldest = seqs.keys().next();
       if (!oldest.done) seqs.delete(oldest.value);
     }
-    return true;
+    return last === undefined || event.seq > last;
   }
 
-  /** An operation restarted while watched: a reset with its snapshot now, then the first event of the new attempt. */
-  async *#restarted(entry: StreamEntry, event: ProgressEvent): AsyncGenerator<WatchItem, void, undefined> {
+  /** A reset with the snapshot at `stateKey` (null: none), then `event`, already counted as seen. */
+  async *#resetBefore(stateKey: string | null, event: ProgressEvent): AsyncGenerator<WatchItem, void, undefined> {
     const ctx = this.#ctx;
-    const state = this.#keys.state === null ? null : await ctx.port.getState(this.#keys.state);
+    const state = stateKey === null ? null : await ctx.port.getState(stateKey);
     ctx.metrics.increment("resets");
     yield { kind: "reset", snapshot: decodeSnapshot(state) };
-    this.#lastAttempt = event.attempt;
-    this.#lastId = entry.id;
-    if (event.seq > this.#lastSeq) this.#lastSeq = event.seq;
-    ctx.metrics.increment("events_delivered");
-    this.#handedAt = Date.now();
-    if (isTerminal(event.status)) this.#finish();
-    yield { kind: "event", event };
-  }
-
-  /** A scope watch, after one operation's `seq` went backwards: a reset with its snapshot now, then the event. */
-  async *#recoverOp(entry: StreamEntry, event: ProgressEvent): AsyncGenerator<WatchItem, void, undefined> {
-    const ctx = this.#ctx;
-    const stateOf = this.#keys.stateOf;
-    const state = stateOf === undefined ? null : await ctx.port.getState(stateOf(event.op));
-    ctx.metrics.increment("resets");
-    yield { kind: "reset", snapshot: decodeSnapshot(state) };
-    this.#seqByOp?.delete(event.op);
-    this.#noteSeq(event);
-    if (compareIds(entry.id, this.#lastId) > 0) this.#lastId = entry.id;
     ctx.metrics.increment("events_delivered");
     this.#handedAt = Date.now();
     yield { kind: "event", event };
@@ -565,7 +536,7 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
         if (event.seq > this.#lastSeq) this.#lastSeq = event.seq;
         if (single && event.attempt > this.#lastAttempt) this.#lastAttempt = event.attempt;
         if (!this.#noteSeq(event)) {
-          yield* this.#recoverOp(entry, event);
+          yield* this.#resetBefore(this.#keys.stateOf?.(event.op) ?? null, event);
           continue;
         }
         yield { kind: "event", event };
