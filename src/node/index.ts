@@ -16,6 +16,8 @@
  * @module
  */
 
+import type { DirectBody, DirectControl, DirectSink } from "../core/sse.ts";
+
 /** The part of `http.IncomingMessage` used here. */
 export interface NodeRequestLike {
   readonly method?: string | undefined;
@@ -57,18 +59,14 @@ export function toRequest(req: NodeRequestLike, res?: NodeResponseLike): Request
   });
 }
 
-/** What an SSE body of `progress.sse()` offers at `Symbol.for("progresscast.sse.direct")`. */
-interface DirectBody {
-  attach(sink: DirectWriter): { resume(): void; cancel(): void } | null;
-}
-
+/** The key of what an SSE body of `progress.sse()` offers (the core's `DIRECT_BODY`), found across package copies. */
 const DIRECT_BODY = Symbol.for("progresscast.sse.direct");
 
 /** Writes an SSE body straight to a Node response, with the response's own backpressure. */
-class DirectWriter {
+class DirectWriter implements DirectSink {
   readonly #res: NodeResponseLike;
   readonly #finish: () => void;
-  #control: { resume(): void; cancel(): void } | null = null;
+  #control: DirectControl | null = null;
   #draining = false;
   readonly #onDrain = (): void => {
     this.#draining = false;
