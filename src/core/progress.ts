@@ -361,7 +361,7 @@ export class Progress implements AsyncDisposable {
     const state = op !== undefined ? this.#o.keys.state(op) : null;
     return watchStream(
       { port: this.#o.port, hub: this.#hubFor(), metrics: this.#o.metrics, closed: this.#closing.signal },
-      { events, state, op, stateOf: op === undefined ? (o: string) => this.#o.keys.state(o) : undefined },
+      { events, state, op, scope: op === undefined },
       options,
     );
   }
@@ -391,7 +391,7 @@ export class Progress implements AsyncDisposable {
       if (isProgressValidationError(error)) return badRequest(error.message, options.headers);
       throw error;
     }
-    return await sseResponse(request, t, (o) => this.watch(target, o), options);
+    return await sseResponse(request, t, (o) => this.watch(target, o), options, this.#o.logger);
   }
 
   /**
@@ -407,12 +407,11 @@ export class Progress implements AsyncDisposable {
    * ```
    */
   serveWebSocket<R = unknown>(socket: WebSocketLike, options: WebSocketOptions<R> = {}): Promise<void> {
-    return serveSession(
-      socket,
-      (t, o) => this.watch(t.op !== undefined ? t.op : { scope: t.scope }, o),
-      options,
-      this.#closing.signal,
-    );
+    return serveSession(socket, (t, o) => this.watch(t.op !== undefined ? t.op : { scope: t.scope }, o), options, {
+      closed: this.#closing.signal,
+      logger: this.#o.logger,
+      metrics: this.#o.metrics,
+    });
   }
 
   /**
