@@ -57,7 +57,19 @@ describe.skipIf(python === "absent")("Celery worker", () => {
     env = { PYTHONPATH: `${PYTHONPATH}:${APP_DIR}`, REDIS_URL: redis.url, PREFIX: prefix };
     worker = spawn(
       py,
-      ["-m", "celery", "-A", "celery_app", "worker", "--pool=solo", "--concurrency=1", "-l", "warning", "-n", `${prefix}@localhost`],
+      [
+        "-m",
+        "celery",
+        "-A",
+        "celery_app",
+        "worker",
+        "--pool=solo",
+        "--concurrency=1",
+        "-l",
+        "warning",
+        "-n",
+        `${prefix}@localhost`,
+      ],
       { cwd: APP_DIR, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
     );
     worker.stdout?.on("data", (d: Buffer) => {
@@ -137,7 +149,13 @@ describe.skipIf(python === "absent")("Celery worker", () => {
     expect(due - at).toBeGreaterThan(0);
     expect(due - at).toBeLessThanOrEqual(1000);
     const again = events.find((e) => e.type === "retry" && e.status === "running");
-    expect(again).toMatchObject({ attempt: 2, progress: 0, current: 0, total: 5, data: { attemptsMade: 1, attempts: 4 } });
+    expect(again).toMatchObject({
+      attempt: 2,
+      progress: 0,
+      current: 0,
+      total: 5,
+      data: { attemptsMade: 1, attempts: 4 },
+    });
     expect(Date.parse(again?.ts ?? "")).toBeGreaterThanOrEqual(due - 100);
 
     // What a browser joining now sees: attempt 2's history only, ended completed.

@@ -3,7 +3,7 @@
  * against a real redis-server: progresscast's `get`, `history`, `watch` and
  * SSE deliver its events exactly as they deliver a TypeScript worker's.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -271,7 +271,13 @@ describe.skipIf(typeof python !== "object")("Python publisher", () => {
         total: 30,
         cid: "req-9",
       });
-      expect((await reader.history("py-celery")).map((e) => e.type)).toContain("file_completed");
+      const history = await reader.history("py-celery");
+      expect(history.map((e) => e.type)).toContain("file_completed");
+      expect(history[0]).toMatchObject({
+        status: "running",
+        message: "Importing rows.csv",
+        data: { file: "rows.csv" },
+      });
     } finally {
       await reader.close();
     }
@@ -357,6 +363,41 @@ describe.skipIf(typeof python !== "object")("Python publisher", () => {
       expect(await delivered(estimating, "py-eta")).toEqual(expected);
     } finally {
       await estimating.close();
+    }
+  });
+
+  it("builds a wheel offline, and the installed wheel publishes (its scripts and py.typed included)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "progresscast-wheel-"));
+    try {
+      // From a copy, so the build leaves nothing in the checkout.
+      const source = join(dir, "src");
+      cpSync(PYTHONPATH, source, {
+        recursive: true,
+        filter: (path) => !/(^|\/)(build|dist|__pycache__|[^/]*\.egg-info)$/.test(path),
+      });
+      const pip = async (args: string[]): Promise<void> => {
+        const r = await run(py, ["-m", "pip", ...args], { timeoutMs: 120_000 });
+        if (r.code !== 0) throw new Error(`pip ${args.join(" ")} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+      };
+      await pip(["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", join(dir, "dist"), source]);
+      const wheels = readdirSync(join(dir, "dist")).filter((f) => f.endsWith(".whl"));
+      expect(wheels).toEqual([expect.stringMatching(/^progresscast-0\.1\.0-py3-none-any\.whl$/)]);
+      const site = join(dir, "site");
+      await pip(["install", "--no-deps", "--no-index", "--target", site, join(dir, "dist", wheels[0] ?? "")]);
+      const code = [
+        "import json, sys, progresscast, redis",
+        "from importlib import resources",
+        "p = progresscast.ProgressPublisher(redis.Redis.from_url(sys.argv[1]), prefix=sys.argv[2])",
+        "r = p.publish('py-wheel', progress=7, message='from the wheel')",
+        "typed = resources.files('progresscast').joinpath('py.typed').is_file()",
+        "print(json.dumps([r.outcome, progresscast.__file__.startswith(sys.argv[3]), typed]))",
+      ].join("\n");
+      const r = await run(py, ["-c", code, redis.url, prefix, site], { env: { PYTHONPATH: site } });
+      expect(r.stderr).toBe("");
+      expect(JSON.parse(r.stdout)).toEqual(["published", true, true]);
+      expect(await progress.get("py-wheel")).toMatchObject({ progress: 7, message: "from the wheel" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
