@@ -42,7 +42,7 @@ const APP_DIR = join(root, "test", "interop", "py");
 /** What a watcher saw, one line per item: `reset`, or `type status attempt`. */
 type Seen = { kind: "reset" } | { kind: "event"; event: ProgressEvent };
 
-describe.skipIf(python === "absent")("Celery worker", () => {
+describe.skipIf(python === "absent")("Celery worker", { timeout: 60_000 }, () => {
   const py = typeof python === "string" && python !== "no-celery" ? python : "python3";
   const prefix = `cel${Math.random().toString(36).slice(2, 8)}`;
   let redis: RedisServer;
@@ -103,7 +103,7 @@ describe.skipIf(python === "absent")("Celery worker", () => {
   /** Everything a watcher of `op` sees until its operation ends (a terminal event). */
   const watch = async (op: string, started?: () => Promise<void>): Promise<Seen[]> => {
     const seen: Seen[] = [];
-    const signal = AbortSignal.timeout(60_000);
+    const signal = AbortSignal.timeout(45_000);
     let sentStart = false;
     for await (const item of progress.watch(op, { signal })) {
       if (item.kind === "snapshot") {
