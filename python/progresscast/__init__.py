@@ -6,7 +6,6 @@ exactly like a TypeScript worker's. See docs/wire-format.md.
 from .aio import AsyncProgressPublisher
 from .publisher import ProgressPublisher
 from .script import APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, PublishResult
-from .retries import describe
 from .task import AsyncTask, Cancelled, Task
 from .wire import (
     MAX_DATA_BYTES,
@@ -37,6 +36,5 @@ __all__ = [
     "ProgressValidationError",
     "PublishResult",
     "Task",
-    "describe",
     "encode_update",
 ]
