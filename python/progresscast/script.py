@@ -44,6 +44,8 @@ class Item:
     allow_backwards: bool = False
     allow_after_terminal: bool = False
     restart: bool = False
+    #: ``ts`` was stamped by the publisher (no ``ts`` given): stamped again when sent.
+    stamped: bool = False
 
 
 def encode_append(
