@@ -7,6 +7,7 @@ from .aio import AsyncProgressPublisher
 from .publisher import ProgressPublisher
 from .script import APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, PublishResult
 from .task import AsyncTask, Task
+from .token import sign_token
 from .wire import (
     MAX_DATA_BYTES,
     MAX_MESSAGE_LENGTH,
@@ -36,4 +37,5 @@ __all__ = [
     "PublishResult",
     "Task",
     "encode_update",
+    "sign_token",
 ]
