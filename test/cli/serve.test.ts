@@ -455,6 +455,16 @@ describe("progresscast serve refuses to serve anyone by mistake", { timeout: 60_
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/cannot read --jwt-public-key/);
   });
+
+  it("an unreachable Redis fails at start, in one line, exit 1; a bad --port is usage", async () => {
+    const down = await inProcess(["--port", "0", "--jwt-secret", SECRET, "--redis", "redis://127.0.0.1:1"]);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/^progresscast: cannot reach Redis at redis:\/\/127\.0\.0\.1:1: /);
+    expect(down.stdout).toBe("");
+    const port = await inProcess(["--port", "http", "--jwt-secret", SECRET]);
+    expect(port.code).toBe(2);
+    expect(port.stderr).toMatch(/--port must be 0 to 65535/);
+  });
 });
 
 describe("the gateway stays out of the library", () => {
