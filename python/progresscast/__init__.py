@@ -7,6 +7,7 @@ from .aio import AsyncProgressPublisher
 from .publisher import ProgressPublisher
 from .script import APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, PublishResult
 from .task import AsyncTask, Cancelled, Task
+from .token import sign_token
 from .wire import (
     MAX_DATA_BYTES,
     MAX_MESSAGE_LENGTH,
@@ -37,4 +38,5 @@ __all__ = [
     "PublishResult",
     "Task",
     "encode_update",
+    "sign_token",
 ]
