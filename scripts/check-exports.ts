@@ -40,7 +40,7 @@ export interface ExportsInput {
 export interface LegacyFields {
   readonly main?: unknown;
   readonly types?: unknown;
-  readonly typesVersions?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  readonly typesVersions?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined;
 }
 
 /** Subpaths of package.json `exports` that are not code entries (no build entry, no Deno export). */

@@ -92,7 +92,9 @@ describe("check-exports", () => {
     });
     expect(problems).toEqual([
       expect.stringMatching(/exports\["\."\]\.require\.default must be a \.cjs file/),
-      expect.stringMatching(/exports\["\.\/memory"\] points "import" at adapters\/memory\/index and "require" at index/),
+      expect.stringMatching(
+        /exports\["\.\/memory"\] points "import" at adapters\/memory\/index and "require" at index/,
+      ),
       expect.stringMatching(/typesVersions\["\*"\]\["memory"\] has no package.json exports subpath/),
       expect.stringMatching(/builds entry "index".*no package.json exports subpath/),
       expect.stringMatching(/builds entry "adapters\/memory\/index".*no package.json exports subpath/),
@@ -107,7 +109,9 @@ describe("check-exports", () => {
     expect(problems).toEqual([
       expect.stringMatching(/"main" is "\.\/dist\/index\.js", expected "\.\/dist\/index\.cjs"/),
       expect.stringMatching(/"types" is "\.\/dist\/index\.d\.ts", expected "\.\/dist\/index\.d\.cts"/),
-      expect.stringMatching(/typesVersions\["\*"\]\["memory"\] is undefined, expected \["\.\/dist\/adapters\/memory\/index\.d\.cts"\]/),
+      expect.stringMatching(
+        /typesVersions\["\*"\]\["memory"\] is undefined, expected \["\.\/dist\/adapters\/memory\/index\.d\.cts"\]/,
+      ),
     ]);
   });
 });
