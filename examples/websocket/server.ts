@@ -1,4 +1,5 @@
 // WebSockets with `ws`, beside SSE on the same port, sharing one token check.
+// Needs: npm install progresscast redis ws
 // Run: REDIS_URL=redis://127.0.0.1:6379 npx tsx server.ts
 import { createServer, type IncomingMessage } from "node:http";
 import { createProgress } from "progresscast";
