@@ -8,7 +8,7 @@
 import { setMaxListeners } from "node:events";
 import { loadavg } from "node:os";
 import { nodeRedis } from "../src/adapters/node-redis/index.ts";
-import type { StreamPort } from "../src/core/port.ts";
+import type { StreamPort } from "../src/core/port/port.ts";
 import { Progress } from "../src/core/progress.ts";
 import { type RedisCluster, startRedisCluster } from "../test/support/redis-cluster.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";

@@ -21,7 +21,7 @@ import { ioredis } from "../src/adapters/ioredis/index.ts";
 import { nodeRedis } from "../src/adapters/node-redis/index.ts";
 import { upstash } from "../src/adapters/upstash/index.ts";
 import type { Metrics } from "../src/core/observe.ts";
-import type { StreamPort } from "../src/core/port.ts";
+import type { StreamPort } from "../src/core/port/port.ts";
 import { Progress } from "../src/core/progress.ts";
 import { startRedis } from "../test/support/redis-server.ts";
 import { measureScriptCost } from "./script-cost.ts";

@@ -9,10 +9,10 @@
  */
 import { parseArgs } from "node:util";
 import * as z from "zod/mini";
-import { decodeAppend, encodeAppend } from "../src/core/lua.ts";
-import type { AppendItem, AppendResult, StreamPort } from "../src/core/port.ts";
+import type { AppendItem, AppendResult, StreamPort } from "../src/core/port/port.ts";
 import { Progress } from "../src/core/progress.ts";
-import { encodeUpdate, type ProgressUpdate } from "../src/core/wire.ts";
+import { encodeUpdate, type ProgressUpdate } from "../src/core/wire/format.ts";
+import { decodeAppend, encodeAppend } from "../src/redis/scripts.ts";
 import { machine } from "./support/machine.ts";
 import { markdownTable, textTable, writeSection } from "./support/results.ts";
 import { median } from "./support/stats.ts";
@@ -50,7 +50,7 @@ function nullPort(): StreamPort {
   };
 }
 
-/** A copy of the update schema of `src/core/wire.ts` (not exported), to time zod's share of encodeUpdate. */
+/** A copy of the update schema of `src/core/wire/format.ts` (not exported), to time zod's share of encodeUpdate. */
 const UpdateSchemaCopy = z.object({
   progress: z.optional(z.number().check(z.minimum(0), z.maximum(100))),
   current: z.optional(z.int().check(z.minimum(0))),

@@ -7,9 +7,9 @@
  */
 import { parseArgs } from "node:util";
 import { createClient } from "redis";
-import { APPEND_SCRIPT, encodeAppend } from "../src/core/lua.ts";
-import type { AppendItem } from "../src/core/port.ts";
-import { encodeUpdate } from "../src/core/wire.ts";
+import type { AppendItem } from "../src/core/port/port.ts";
+import { encodeUpdate } from "../src/core/wire/format.ts";
+import { APPEND_SCRIPT, encodeAppend } from "../src/redis/scripts.ts";
 import { startRedis } from "../test/support/redis-server.ts";
 import { MAX_LEN, step, TERMINAL_TTL_SECONDS, TTL_SECONDS } from "./support/workload.ts";
 

@@ -8,8 +8,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { LEGACY_APPEND_SCRIPT, LEGACY_APPEND_SHA } from "../src/core/legacy.ts";
-import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA } from "../src/core/lua.ts";
+import { LEGACY_APPEND_SCRIPT, LEGACY_APPEND_SHA } from "../src/core/compat/legacy.ts";
+import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA } from "../src/redis/scripts.ts";
 
 /** Every generated file, relative to the repository root, with its content. */
 export function generatedLua(): Record<string, string> {

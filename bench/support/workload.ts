@@ -2,8 +2,9 @@
  * The job data every contender publishes, and the EVALSHA arguments a
  * hand-written publisher would send for it (the raw baseline).
  */
-import { APPEND_SHA } from "../../src/core/lua.ts";
-import type { ProgressUpdate } from "../../src/core/wire.ts";
+
+import type { ProgressUpdate } from "../../src/core/wire/format.ts";
+import { APPEND_SHA } from "../../src/redis/scripts.ts";
 
 /** Options every contender that writes progresscast's keys uses. */
 export const TTL_SECONDS = 86_400;

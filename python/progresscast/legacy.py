@@ -1,6 +1,6 @@
 """Legacy mode: every event also written the way an older layout's readers expect it.
 
-Mirrors ``src/core/legacy.ts``: the writes run inside the same atomic script
+Mirrors ``src/core/compat/legacy.ts``: the writes run inside the same atomic script
 call as the native event (``lua/append-legacy.lua``), only when it is accepted.
 Layouts: ``chunking``, ``importProgress``, ``operations`` (see docs/migrating.md).
 """

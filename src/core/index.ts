@@ -5,9 +5,12 @@
  * @module
  */
 
-export type { ConsumeOptions, Delivery } from "./consume.ts";
+export type { Authorize, SseOptions, WatchTarget } from "./deliver/sse.ts";
+export type { WatchItem, WatchOptions } from "./deliver/watch.ts";
+export type { ServerMessage, WebSocketLike, WebSocketOptions } from "./deliver/websocket.ts";
 export * from "./errors.ts";
-export { defaultKeys, type KeyStrategy, keyPresets } from "./keys.ts";
+export type { ConsumeOptions, Delivery } from "./jobs/consume.ts";
+export { Task, type TaskEventFields, type TaskOptions } from "./jobs/task.ts";
 export {
   consoleLogger,
   type LogFields,
@@ -19,7 +22,8 @@ export {
   silentLogger,
 } from "./observe.ts";
 export type { ProgressOptions } from "./options.ts";
-export type * from "./port.ts";
+export { defaultKeys, type KeyStrategy, keyPresets } from "./port/keys.ts";
+export type * from "./port/port.ts";
 export {
   type FlushOptions,
   type FlushResult,
@@ -30,10 +34,6 @@ export {
   type Target,
   type UnwrittenEvent,
 } from "./progress.ts";
-export type { Authorize, SseOptions, WatchTarget } from "./sse.ts";
-export { Task, type TaskEventFields, type TaskOptions } from "./task.ts";
-export type { WatchItem, WatchOptions } from "./watch.ts";
-export type { ServerMessage, WebSocketLike, WebSocketOptions } from "./websocket.ts";
 export {
   assertStreamId,
   compareIds,
@@ -55,4 +55,4 @@ export {
   TERMINAL_STATUSES,
   WIRE_VERSION,
   type WireEvent,
-} from "./wire.ts";
+} from "./wire/format.ts";

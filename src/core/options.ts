@@ -1,6 +1,3 @@
-import type { ProgressError } from "./errors.ts";
-import { ProgressValidationError } from "./errors.ts";
-import { defaultKeys, type KeyStrategy } from "./keys.ts";
 import {
   type LegacyLayout,
   type LegacyOptions,
@@ -8,9 +5,12 @@ import {
   nativeKeys,
   type ResolvedLegacy,
   resolveLegacy,
-} from "./legacy.ts";
+} from "./compat/legacy.ts";
+import type { ProgressError } from "./errors.ts";
+import { ProgressValidationError } from "./errors.ts";
 import { consoleLogger, type Logger, type Metrics, noMetrics } from "./observe.ts";
-import type { StreamPort } from "./port.ts";
+import { defaultKeys, type KeyStrategy } from "./port/keys.ts";
+import type { StreamPort } from "./port/port.ts";
 
 /** Options of {@link createProgress}. */
 export interface ProgressOptions {

@@ -1,5 +1,8 @@
-import { Batcher } from "./batcher.ts";
-import { type ConsumeOptions, checkConsumeOptions, consumeStream, type Delivery } from "./consume.ts";
+import { legacyWrites } from "./compat/legacy.ts";
+import { Hub } from "./deliver/reader.ts";
+import { badRequest, type SseOptions, sseResponse, type WatchTarget } from "./deliver/sse.ts";
+import { type WatchItem, type WatchOptions, watchStream } from "./deliver/watch.ts";
+import { serveSession, type WebSocketLike, type WebSocketOptions } from "./deliver/websocket.ts";
 import {
   BackendError,
   ConnectionClosedError,
@@ -10,19 +13,16 @@ import {
   type ProgressError,
   ProgressValidationError,
 } from "./errors.ts";
-import { Estimator } from "./estimate.ts";
-import { Hub } from "./hub.ts";
-import { legacyWrites } from "./legacy.ts";
+import { type ConsumeOptions, checkConsumeOptions, consumeStream, type Delivery } from "./jobs/consume.ts";
+import { Task, type TaskOptions } from "./jobs/task.ts";
 import { noMetrics } from "./observe.ts";
 import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
-import { Outbox, type OutboxEntry, type OutboxOutcome } from "./outbox.ts";
-import { type AppendItem, type AppendResult, PartialAppendError } from "./port.ts";
-import { badRequest, type SseOptions, sseResponse, type WatchTarget } from "./sse.ts";
-import { Task, type TaskOptions } from "./task.ts";
-import { Coalescer, checkReport, type Held } from "./throttle.ts";
+import { type AppendItem, type AppendResult, PartialAppendError } from "./port/port.ts";
+import { Batcher } from "./publish/batcher.ts";
+import { Coalescer, checkReport, type Held } from "./publish/coalesce.ts";
+import { Estimator } from "./publish/estimate.ts";
+import { Outbox, type OutboxEntry, type OutboxOutcome } from "./publish/outbox.ts";
 import { toError } from "./util.ts";
-import { type WatchItem, type WatchOptions, watchStream } from "./watch.ts";
-import { serveSession, type WebSocketLike, type WebSocketOptions } from "./websocket.ts";
 import {
   assertId,
   assertStreamId,
@@ -34,7 +34,7 @@ import {
   type ProgressEvent,
   type ProgressSnapshot,
   type ProgressUpdate,
-} from "./wire.ts";
+} from "./wire/format.ts";
 
 /** Options of one publish. */
 export interface PublishOptions {

@@ -17,7 +17,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { DirectBody, DirectControl, DirectSink } from "../core/sse.ts";
+import type { DirectBody, DirectControl, DirectSink } from "../core/deliver/sse.ts";
 
 /** The part of `http.IncomingMessage` used here. */
 export interface NodeRequestLike {

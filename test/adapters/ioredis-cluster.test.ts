@@ -1,9 +1,9 @@
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ioredis } from "../../src/adapters/ioredis/index.ts";
-import { APPEND_SCRIPT, SCOPE_SCRIPT } from "../../src/core/lua.ts";
 import { Progress } from "../../src/core/progress.ts";
-import { slotOf, slotTag } from "../../src/core/slot.ts";
+import { APPEND_SCRIPT, SCOPE_SCRIPT } from "../../src/redis/scripts.ts";
+import { slotOf, slotTag } from "../../src/redis/slot.ts";
 import { testAdapter, uniquePrefix } from "../contract/suite.ts";
 import { type ClusterInspector, clusterInspector } from "../support/cluster-inspector.ts";
 import { type RedisCluster, startRedisCluster } from "../support/redis-cluster.ts";

@@ -1,9 +1,9 @@
 import { createCluster } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
-import { SCOPE_SCRIPT, SCOPE_SHA } from "../../src/core/lua.ts";
 import { Progress } from "../../src/core/progress.ts";
-import { slotOf } from "../../src/core/slot.ts";
+import { SCOPE_SCRIPT, SCOPE_SHA } from "../../src/redis/scripts.ts";
+import { slotOf } from "../../src/redis/slot.ts";
 import { testAdapter, uniquePrefix } from "../contract/suite.ts";
 import { type ClusterInspector, clusterInspector } from "../support/cluster-inspector.ts";
 import { type RedisCluster, startRedisCluster } from "../support/redis-cluster.ts";

@@ -9,8 +9,8 @@ import { createClient } from "redis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { upstash } from "../../src/adapters/upstash/index.ts";
 import { isBackendError, isConnectionClosedError, isProgressValidationError } from "../../src/core/errors.ts";
-import { APPEND_SHA, CANCEL_SHA } from "../../src/core/lua.ts";
-import type { AppendItem, AppendOptions, Fields, StreamPort } from "../../src/core/port.ts";
+import type { AppendItem, AppendOptions, Fields, StreamPort } from "../../src/core/port/port.ts";
+import { APPEND_SHA, CANCEL_SHA } from "../../src/redis/scripts.ts";
 import { freePort, type RedisServer, startRedis } from "../support/redis-server.ts";
 import { startUpstashServer, type UpstashServer } from "../support/upstash-server.ts";
 

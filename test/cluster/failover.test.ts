@@ -6,9 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
+import type { WatchItem } from "../../src/core/deliver/watch.ts";
 import { Progress } from "../../src/core/progress.ts";
-import { slotOf } from "../../src/core/slot.ts";
-import type { WatchItem } from "../../src/core/watch.ts";
+import { slotOf } from "../../src/redis/slot.ts";
 import { uniquePrefix } from "../contract/suite.ts";
 import { type RedisCluster, startRedisCluster } from "../support/redis-cluster.ts";
 

@@ -11,7 +11,7 @@ import { ioredis } from "../../src/adapters/ioredis/index.ts";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
 import type { PublishResult } from "../../src/core/progress.ts";
 import { Progress } from "../../src/core/progress.ts";
-import { slotOf } from "../../src/core/slot.ts";
+import { slotOf } from "../../src/redis/slot.ts";
 import { uniquePrefix } from "../contract/suite.ts";
 import { type RedisCluster, startRedisCluster, until } from "../support/redis-cluster.ts";
 

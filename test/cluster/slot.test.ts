@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { crc16, groupAppendsBySlot, groupBySlot, hashTag, SLOTS, slotOf, slotTag } from "../../src/core/slot.ts";
+import { crc16, groupAppendsBySlot, groupBySlot, hashTag, SLOTS, slotOf, slotTag } from "../../src/redis/slot.ts";
 import { type RedisCluster, startRedisCluster } from "../support/redis-cluster.ts";
 
 describe("slots", () => {

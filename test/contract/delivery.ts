@@ -7,10 +7,10 @@ import type { AddressInfo } from "node:net";
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 import { describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
+import type { WatchItem } from "../../src/core/deliver/watch.ts";
 import { UnauthorizedError } from "../../src/core/errors.ts";
 import type { ProgressOptions } from "../../src/core/options.ts";
 import { Progress, type Target } from "../../src/core/progress.ts";
-import type { WatchItem } from "../../src/core/watch.ts";
 import { toRequest, writeResponse } from "../../src/node/index.ts";
 import type { Harness } from "./harness.ts";
 

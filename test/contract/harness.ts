@@ -1,4 +1,4 @@
-import type { Fields, StreamEntry, StreamPort } from "../../src/core/port.ts";
+import type { Fields, StreamEntry, StreamPort } from "../../src/core/port/port.ts";
 
 /** Read access to what a backend holds, independent of the adapter under test. */
 export interface Inspector {

@@ -4,10 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ProgressError } from "../../src/core/errors.ts";
-import { keyPresets } from "../../src/core/keys.ts";
 import type { LogFields } from "../../src/core/observe.ts";
 import type { ProgressOptions } from "../../src/core/options.ts";
-import type { StreamPort } from "../../src/core/port.ts";
+import { keyPresets } from "../../src/core/port/keys.ts";
+import type { StreamPort } from "../../src/core/port/port.ts";
 import { Progress } from "../../src/core/progress.ts";
 import { attemptsTests } from "./attempts.ts";
 import { deliveryTests } from "./delivery.ts";

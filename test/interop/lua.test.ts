@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { staleLua } from "../../scripts/gen-lua.ts";
-import { LEGACY_APPEND_SCRIPT, LEGACY_APPEND_SHA } from "../../src/core/legacy.ts";
-import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA } from "../../src/core/lua.ts";
+import { LEGACY_APPEND_SCRIPT, LEGACY_APPEND_SHA } from "../../src/core/compat/legacy.ts";
+import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA } from "../../src/redis/scripts.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
 import { findPython, root, run } from "./support.ts";
 

@@ -4,8 +4,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { defaultKeys, type KeyStrategy, keyPresets } from "../../src/core/keys.ts";
-import { ID_PATTERN } from "../../src/core/wire.ts";
+import { defaultKeys, type KeyStrategy, keyPresets } from "../../src/core/port/keys.ts";
+import { ID_PATTERN } from "../../src/core/wire/format.ts";
 
 const strategies: ReadonlyArray<readonly [string, KeyStrategy]> = [
   ["default (pc)", defaultKeys("pc")],

@@ -3,9 +3,9 @@ import { type AddressInfo, connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
 import { memory } from "../../src/adapters/memory/index.ts";
+import { SLOW_CONSUMER_CLOSE_CODE } from "../../src/core/deliver/websocket.ts";
 import type { MetricName } from "../../src/core/observe.ts";
 import { Progress } from "../../src/core/progress.ts";
-import { SLOW_CONSUMER_CLOSE_CODE } from "../../src/core/websocket.ts";
 import { toRequest, writeResponse } from "../../src/node/index.ts";
 import { until } from "./helpers.ts";
 

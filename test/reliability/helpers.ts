@@ -1,5 +1,5 @@
 /** Small helpers shared by the reliability tests. */
-import type { WatchItem } from "../../src/core/watch.ts";
+import type { WatchItem } from "../../src/core/deliver/watch.ts";
 
 /** Collects what a watch yields, in the background, until it ends or `signal` aborts. */
 export interface Collected {

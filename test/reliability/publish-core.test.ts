@@ -8,9 +8,9 @@ import { describe, expect, it } from "vitest";
 import { memory } from "../../src/adapters/memory/index.ts";
 import { ConnectionClosedError, type ProgressError } from "../../src/core/errors.ts";
 import type { ProgressOptions } from "../../src/core/options.ts";
-import type { StreamPort } from "../../src/core/port.ts";
+import type { StreamPort } from "../../src/core/port/port.ts";
 import { Progress } from "../../src/core/progress.ts";
-import type { ProgressUpdate } from "../../src/core/wire.ts";
+import type { ProgressUpdate } from "../../src/core/wire/format.ts";
 
 /** The memory backend, with a switch that makes every append fail as an unreachable Redis does. */
 function switchable(): { port: StreamPort; down: (v: boolean) => void } {

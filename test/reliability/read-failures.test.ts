@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { memory } from "../../src/adapters/memory/index.ts";
 import { isBackendError } from "../../src/core/errors.ts";
 import type { MetricName } from "../../src/core/observe.ts";
-import type { StreamPort } from "../../src/core/port.ts";
+import type { StreamPort } from "../../src/core/port/port.ts";
 import { Progress } from "../../src/core/progress.ts";
 import { collect, until } from "./helpers.ts";
 

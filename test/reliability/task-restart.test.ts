@@ -7,7 +7,7 @@ import { memory } from "../../src/adapters/memory/index.ts";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
 import type { ProgressError } from "../../src/core/errors.ts";
 import type { ProgressOptions } from "../../src/core/options.ts";
-import type { StreamPort } from "../../src/core/port.ts";
+import type { StreamPort } from "../../src/core/port/port.ts";
 import { Progress } from "../../src/core/progress.ts";
 import { uniquePrefix } from "../contract/suite.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";

@@ -5,9 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
+import type { WatchItem } from "../../src/core/deliver/watch.ts";
 import { isProgressValidationError } from "../../src/core/errors.ts";
 import { Progress } from "../../src/core/progress.ts";
-import type { WatchItem } from "../../src/core/watch.ts";
 import { uniquePrefix } from "../contract/suite.ts";
 import { redisInspector } from "../support/redis-inspector.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";

@@ -7,10 +7,10 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import { memory } from "../../src/adapters/memory/index.ts";
+import type { WebSocketLike } from "../../src/core/deliver/websocket.ts";
 import { isProgressValidationError, type ProgressError } from "../../src/core/errors.ts";
 import { Progress } from "../../src/core/progress.ts";
-import type { WebSocketLike } from "../../src/core/websocket.ts";
-import type { ProgressUpdate } from "../../src/core/wire.ts";
+import type { ProgressUpdate } from "../../src/core/wire/format.ts";
 import { toRequest, writeResponse } from "../../src/node/index.ts";
 
 async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {

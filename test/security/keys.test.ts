@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
-import { defaultKeys, type KeyStrategy, keyPresets } from "../../src/core/keys.ts";
+import { defaultKeys, type KeyStrategy, keyPresets } from "../../src/core/port/keys.ts";
 import { Progress } from "../../src/core/progress.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
 

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
 import { upstash } from "../../src/adapters/upstash/index.ts";
-import type { StreamPort } from "../../src/core/port.ts";
+import type { StreamPort } from "../../src/core/port/port.ts";
 import { Progress } from "../../src/core/progress.ts";
 import { freePort } from "../support/redis-server.ts";
 

@@ -3,7 +3,7 @@
  * Cluster: the independent witness of the contract suite's cluster rows.
  */
 import { createCluster } from "redis";
-import type { Fields, StreamEntry } from "../../src/core/port.ts";
+import type { Fields, StreamEntry } from "../../src/core/port/port.ts";
 import type { Inspector } from "../contract/harness.ts";
 
 export interface ClusterInspector extends Inspector {

@@ -1,5 +1,5 @@
 import { createClient } from "redis";
-import type { Fields, StreamEntry } from "../../src/core/port.ts";
+import type { Fields, StreamEntry } from "../../src/core/port/port.ts";
 
 /** The calls the tests make on a plain client. */
 export interface RawRedis {

@@ -5,22 +5,15 @@
  * slot plus a wake-up SPUBLISH of that slot right behind it on the same
  * connection; watching subscribes to the wake-up channels of the watched slots
  * through ioredis's sharded subscribers (one per master) and reads woken slots
- * with non-blocking XREADs (see `core/cluster.ts`). Connections per process:
+ * with non-blocking XREADs (see `src/redis/cluster.ts`). Connections per process:
  * one per master for commands, one sharded subscriber per master, and, only
  * for consumer groups' blocking reads, one more per master touched.
  *
  * @module
  */
 import { Cluster, type ClusterNode, type ClusterOptions } from "ioredis";
-import {
-  type ClusterCommands,
-  ClusterWaiter,
-  clusterAppend,
-  DEFAULT_WAKE_CHANNEL,
-  ScopeCopier,
-} from "../../core/cluster.ts";
 import { ConnectionClosedError, TimeoutError } from "../../core/errors.ts";
-import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port.ts";
+import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
 import {
   droppingOnStop,
   type RedisCalls,
@@ -28,7 +21,14 @@ import {
   toKeyEntries,
   withDeadline,
   xreadArgs,
-} from "../../core/redis-port.ts";
+} from "../../redis/calls.ts";
+import {
+  type ClusterCommands,
+  ClusterWaiter,
+  clusterAppend,
+  DEFAULT_WAKE_CHANNEL,
+  ScopeCopier,
+} from "../../redis/cluster.ts";
 import { mapError, quitOrDisconnect, readiness, sendArgs, sender } from "./replies.ts";
 
 /** The part of an ioredis `Cluster` (v5 or v6) this adapter calls, typed structurally. */

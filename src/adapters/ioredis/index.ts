@@ -8,9 +8,9 @@
  * @module
  */
 import { Redis } from "ioredis";
+import { appendCall, decodeAppendCall } from "../../core/compat/legacy.ts";
 import { ProgressValidationError, TimeoutError } from "../../core/errors.ts";
-import { appendCall, decodeAppendCall } from "../../core/legacy.ts";
-import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port.ts";
+import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
 import {
   blockTimeout,
   type RedisCalls,
@@ -19,7 +19,7 @@ import {
   toKeyEntries,
   withDeadline,
   xreadArgs,
-} from "../../core/redis-port.ts";
+} from "../../redis/calls.ts";
 import { type IoRedisClusterClient, type IoRedisClusterConfig, ioredisCluster, isIoRedisCluster } from "./cluster.ts";
 import { quitOrDisconnect, readiness, sendArgs, sender } from "./replies.ts";
 

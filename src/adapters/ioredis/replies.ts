@@ -1,7 +1,7 @@
 /**
  * What the ioredis backends (standalone and cluster) share: error mapping,
  * sending commands built as one array, and waiting for a client's first
- * connection (reply normalization is in `core/redis-port.ts`, shared with
+ * connection (reply normalization is in `src/redis/calls.ts`, shared with
  * node-redis).
  *
  * @module

@@ -18,7 +18,7 @@ import type {
   OperationRead,
   StreamEntry,
   StreamPort,
-} from "../../core/port.ts";
+} from "../../core/port/port.ts";
 
 /** Options of {@link memory}. */
 export interface MemoryOptions {
@@ -153,7 +153,7 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
     for (const wake of [...waiters]) wake();
   };
 
-  // The same rules as the append script of the Redis adapters (src/core/lua.ts), step for step.
+  // The same rules as the append script of the Redis adapters (src/redis/lua/append.lua), step for step.
   const appendOne = (item: AppendItem, o: AppendOptions): AppendResult => {
     const state = hash(item.stateKey);
     let seq = Math.floor(Math.max(0, num(state?.seq) ?? 0));

@@ -3,22 +3,16 @@
  * their first key (the client follows MOVED and ASK); a batch is one append
  * script per slot plus a wake-up SPUBLISH of that slot pipelined behind it;
  * watching subscribes to the wake-up channels of the watched slots and reads
- * woken slots with non-blocking XREADs (see `core/cluster.ts`). Connections:
+ * woken slots with non-blocking XREADs (see `src/redis/cluster.ts`). Connections:
  * one per master for commands, one sharded subscriber per master, and, only
  * for consumer groups' blocking reads, one more per master.
  *
  * @module
  */
 import { createCluster, type RedisClusterOptions } from "redis";
-import {
-  type ClusterCommands,
-  ClusterWaiter,
-  clusterAppend,
-  DEFAULT_WAKE_CHANNEL,
-  ScopeCopier,
-} from "../../core/cluster.ts";
 import { ConnectionClosedError, TimeoutError } from "../../core/errors.ts";
-import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port.ts";
+import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
+import { sleep } from "../../core/util.ts";
 import {
   droppingOnStop,
   type RedisCalls,
@@ -26,9 +20,15 @@ import {
   toKeyEntries,
   withDeadline,
   xreadArgs,
-} from "../../core/redis-port.ts";
-import { slotOf } from "../../core/slot.ts";
-import { sleep } from "../../core/util.ts";
+} from "../../redis/calls.ts";
+import {
+  type ClusterCommands,
+  ClusterWaiter,
+  clusterAppend,
+  DEFAULT_WAKE_CHANNEL,
+  ScopeCopier,
+} from "../../redis/cluster.ts";
+import { slotOf } from "../../redis/slot.ts";
 import { closeOrDestroy, isNoScript, mapError } from "./replies.ts";
 
 /** A master as the cluster client knows it. */

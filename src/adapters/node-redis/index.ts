@@ -7,9 +7,9 @@
  * @module
  */
 import { createClient } from "redis";
+import { appendCall, decodeAppendCall } from "../../core/compat/legacy.ts";
 import { ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
-import { appendCall, decodeAppendCall } from "../../core/legacy.ts";
-import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port.ts";
+import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
 import {
   blockTimeout,
   type RedisCalls,
@@ -18,7 +18,7 @@ import {
   toKeyEntries,
   withDeadline,
   xreadArgs,
-} from "../../core/redis-port.ts";
+} from "../../redis/calls.ts";
 import {
   createOwnedCluster,
   isNodeRedisCluster,

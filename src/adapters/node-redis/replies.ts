@@ -1,6 +1,6 @@
 /**
  * Error mapping shared by the node-redis standalone and cluster backends
- * (reply normalization is in `core/redis-port.ts`, shared with ioredis).
+ * (reply normalization is in `src/redis/calls.ts`, shared with ioredis).
  *
  * @module
  */

@@ -6,9 +6,10 @@
  *
  * @module
  */
+
+import { appendCall, decodeAppendCall } from "../../core/compat/legacy.ts";
 import { BackendError, ConnectionClosedError, ProgressValidationError } from "../../core/errors.ts";
-import { appendCall, decodeAppendCall } from "../../core/legacy.ts";
-import { CANCEL_SCRIPT, CANCEL_SHA } from "../../core/lua.ts";
+import { CANCEL_SCRIPT, CANCEL_SHA } from "../../redis/scripts.ts";
 
 const DELETE_SCRIPT = "return redis.call('DEL',KEYS[1],KEYS[2])";
 
@@ -25,7 +26,7 @@ import type {
   PortCapabilities,
   StreamEntry,
   StreamPort,
-} from "../../core/port.ts";
+} from "../../core/port/port.ts";
 import type { UpstashClient, UpstashPipeline } from "./client.ts";
 import { toClaimed, toEntries, toGroupPending, toKeyEntries, toState } from "./replies.ts";
 

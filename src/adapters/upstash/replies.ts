@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Fields, KeyEntries, StreamEntry } from "../../core/port.ts";
+import type { Fields, KeyEntries, StreamEntry } from "../../core/port/port.ts";
 
 /** A reply value as a string: JSON-parsed values are turned back into text. */
 export function asString(value: unknown): string {

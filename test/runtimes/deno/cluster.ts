@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { createProgress, type Progress, type ProgressEvent } from "@progresscast/progresscast";
 import { nodeRedis } from "@progresscast/progresscast/node-redis";
-import { slotOf } from "../../../src/core/slot.ts";
+import { slotOf } from "../../../src/redis/slot.ts";
 import { scenarios, uniquePrefix } from "../scenarios.ts";
 
 const seeds = Deno.env.get("PROGRESSCAST_REDIS_CLUSTER");

@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { APPEND_SCRIPT, APPEND_SHA, decodeAppend, encodeAppend, SCOPE_SCRIPT, SCOPE_SHA } from "./lua.ts";
+
 import {
   type AppendItem,
   type AppendOptions,
@@ -32,9 +32,10 @@ import {
   type Fields,
   type KeyEntries,
   PartialAppendError,
-} from "./port.ts";
+} from "../core/port/port.ts";
+import { backoff } from "../core/util.ts";
+import { APPEND_SCRIPT, APPEND_SHA, decodeAppend, encodeAppend, SCOPE_SCRIPT, SCOPE_SHA } from "./scripts.ts";
 import { groupAppendsBySlot, groupBySlot, slotOf, slotTag } from "./slot.ts";
-import { backoff } from "./util.ts";
 
 /** What a cluster adapter provides: commands routed to the master of the slot of their first key. */
 export interface ClusterCommands {

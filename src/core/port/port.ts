@@ -6,8 +6,9 @@
  *
  * @module
  */
-import { BackendError } from "./errors.ts";
-import type { LegacyWrite } from "./legacy.ts";
+
+import type { LegacyWrite } from "../compat/legacy.ts";
+import { BackendError } from "../errors.ts";
 
 /** Flat string fields, as stored in a stream entry or a snapshot hash. */
 export type Fields = Record<string, string>;

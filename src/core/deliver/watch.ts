@@ -1,8 +1,7 @@
-import { type BackendError, isConnectionClosedError, SlowConsumerError } from "./errors.ts";
-import type { Hub, Listener } from "./hub.ts";
-import type { Metrics } from "./observe.ts";
-import type { OperationRead, StreamEntry, StreamPort } from "./port.ts";
-import { backoff, sleep } from "./util.ts";
+import { type BackendError, isConnectionClosedError, SlowConsumerError } from "../errors.ts";
+import type { Metrics } from "../observe.ts";
+import type { OperationRead, StreamEntry, StreamPort } from "../port/port.ts";
+import { backoff, sleep } from "../util.ts";
 import {
   compareIds,
   decodeEvent,
@@ -10,7 +9,8 @@ import {
   isTerminal,
   type ProgressEvent,
   type ProgressSnapshot,
-} from "./wire.ts";
+} from "../wire/format.ts";
+import type { Hub, Listener } from "./reader.ts";
 
 /** One item of a watch: the snapshot first (or a reset), then events. */
 export type WatchItem =

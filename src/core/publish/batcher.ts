@@ -1,5 +1,11 @@
-import { BackendError, isProgressError } from "./errors.ts";
-import { type AppendItem, type AppendOptions, type AppendResult, PartialAppendError, type StreamPort } from "./port.ts";
+import { BackendError, isProgressError } from "../errors.ts";
+import {
+  type AppendItem,
+  type AppendOptions,
+  type AppendResult,
+  PartialAppendError,
+  type StreamPort,
+} from "../port/port.ts";
 
 interface Pending {
   readonly item: AppendItem;

@@ -1,7 +1,7 @@
-import { isProgressValidationError, isSlowConsumerError, isUnauthorizedError } from "./errors.ts";
-import type { Logger } from "./observe.ts";
+import { isProgressValidationError, isSlowConsumerError, isUnauthorizedError } from "../errors.ts";
+import type { Logger } from "../observe.ts";
+import { assertStreamId, isStreamId, TYPE_PATTERN } from "../wire/format.ts";
 import type { WatchItem, WatchOptions } from "./watch.ts";
-import { assertStreamId, isStreamId, TYPE_PATTERN } from "./wire.ts";
 
 /** What a watcher asks to follow: one operation, or every operation of a scope. */
 export type WatchTarget =

@@ -1,4 +1,4 @@
-import type { ProgressUpdate } from "./wire.ts";
+import type { ProgressUpdate } from "../wire/format.ts";
 import {
   CID_PATTERN,
   encodeUpdate,
@@ -7,7 +7,7 @@ import {
   MAX_MESSAGE_LENGTH,
   STATUSES,
   TYPE_PATTERN,
-} from "./wire.ts";
+} from "../wire/format.ts";
 
 const STATUS_SET: ReadonlySet<string> = new Set(STATUSES);
 

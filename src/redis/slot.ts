@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { AppendItem } from "./port.ts";
+import type { AppendItem } from "../core/port/port.ts";
 
 /** Number of hash slots in a Redis Cluster. */
 export const SLOTS = 16384;

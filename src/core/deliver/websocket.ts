@@ -1,8 +1,8 @@
-import { isSlowConsumerError } from "./errors.ts";
-import type { Logger, Metrics } from "./observe.ts";
+import { isSlowConsumerError } from "../errors.ts";
+import type { Logger, Metrics } from "../observe.ts";
+import { ID_PATTERN, isResumeId } from "../wire/format.ts";
 import { type Authorize, checkAuthorize, type WatchTarget } from "./sse.ts";
 import type { WatchItem, WatchOptions } from "./watch.ts";
-import { ID_PATTERN, isResumeId } from "./wire.ts";
 
 /**
  * Any WebSocket: `ws` in Node, `WebSocketPair` in Workers, Deno's and the

@@ -1,8 +1,8 @@
-import { ProgressError, ProgressValidationError } from "./errors.ts";
-import type { Metrics } from "./observe.ts";
-import type { StreamEntry, StreamPort } from "./port.ts";
-import { sleep } from "./util.ts";
-import { decodeEvent, ID_PATTERN, isStreamId, type ProgressEvent } from "./wire.ts";
+import { ProgressError, ProgressValidationError } from "../errors.ts";
+import type { Metrics } from "../observe.ts";
+import type { StreamEntry, StreamPort } from "../port/port.ts";
+import { sleep } from "../util.ts";
+import { decodeEvent, ID_PATTERN, isStreamId, type ProgressEvent } from "../wire/format.ts";
 
 /** Options of `progress.consume`. */
 export interface ConsumeOptions {

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { AppendItem, AppendOptions, AppendResult } from "./port.ts";
+import type { AppendItem, AppendOptions, AppendResult } from "../core/port/port.ts";
 
 /** Lua code added to the append script by {@link buildAppendScript}. */
 export interface AppendScriptParts {

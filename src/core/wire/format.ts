@@ -6,9 +6,10 @@
  *
  * @module
  */
-import { ProgressValidationError } from "./errors.ts";
-import { fromLegacyFields } from "./legacy.ts";
-import type { Fields, StreamEntry } from "./port.ts";
+
+import { fromLegacyFields } from "../compat/legacy.ts";
+import { ProgressValidationError } from "../errors.ts";
+import type { Fields, StreamEntry } from "../port/port.ts";
 
 /** Wire version written in the `v` field. */
 export const WIRE_VERSION = "1";

@@ -19,9 +19,10 @@
  *
  * @module
  */
-import { ProgressValidationError } from "./errors.ts";
-import { defaultKeys, type KeyStrategy } from "./keys.ts";
-import { APPEND_SCRIPT, APPEND_SHA, decodeAppend, encodeAppend, type ScriptCall } from "./lua.ts";
+
+import { APPEND_SCRIPT, APPEND_SHA, decodeAppend, encodeAppend, type ScriptCall } from "../../redis/scripts.ts";
+import { ProgressValidationError } from "../errors.ts";
+import { defaultKeys, type KeyStrategy } from "../port/keys.ts";
 import type {
   AppendItem,
   AppendOptions,
@@ -31,7 +32,7 @@ import type {
   GroupReadOptions,
   StreamEntry,
   StreamPort,
-} from "./port.ts";
+} from "../port/port.ts";
 
 /** The old layouts legacy mode can write. */
 export type LegacyLayout = "chunking" | "importProgress" | "operations";

@@ -1,7 +1,7 @@
-import { ProgressValidationError } from "./errors.ts";
-import type { PublishOptions, PublishResult } from "./progress.ts";
-import type { ProgressUpdate } from "./wire.ts";
-import { encodeUpdate, TYPE_PATTERN } from "./wire.ts";
+import { ProgressValidationError } from "../errors.ts";
+import type { PublishOptions, PublishResult } from "../progress.ts";
+import type { ProgressUpdate } from "../wire/format.ts";
+import { encodeUpdate, TYPE_PATTERN } from "../wire/format.ts";
 
 /** Options of `progress.task`. */
 export interface TaskOptions {

@@ -7,8 +7,7 @@
  *
  * @module
  */
-import { TimeoutError } from "./errors.ts";
-import { CANCEL_SCRIPT, CANCEL_SHA } from "./lua.ts";
+import { TimeoutError } from "../core/errors.ts";
 import type {
   ClaimOptions,
   Cursor,
@@ -18,7 +17,8 @@ import type {
   OperationRead,
   StreamEntry,
   StreamPort,
-} from "./port.ts";
+} from "../core/port/port.ts";
+import { CANCEL_SCRIPT, CANCEL_SHA } from "./scripts.ts";
 
 /**
  * Normalize HGETALL: a flat array (RESP2, or RESP3 with legacy mapping), a Map

@@ -1,6 +1,6 @@
-import { BackendError } from "./errors.ts";
-import type { AppendItem, AppendResult } from "./port.ts";
-import { backoff } from "./util.ts";
+import { BackendError } from "../errors.ts";
+import type { AppendItem, AppendResult } from "../port/port.ts";
+import { backoff } from "../util.ts";
 
 /** What became of an event held in the outbox, as told to whoever waits for it. */
 export type OutboxOutcome =

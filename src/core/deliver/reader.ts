@@ -1,8 +1,8 @@
-import { BackendError } from "./errors.ts";
-import type { Logger, Metrics } from "./observe.ts";
-import type { StreamEntry, StreamPort } from "./port.ts";
-import { backoff, sleep } from "./util.ts";
-import { compareIds } from "./wire.ts";
+import { BackendError } from "../errors.ts";
+import type { Logger, Metrics } from "../observe.ts";
+import type { StreamEntry, StreamPort } from "../port/port.ts";
+import { backoff, sleep } from "../util.ts";
+import { compareIds } from "../wire/format.ts";
 
 /** A Redis error about a key that holds another type of value. */
 function isWrongType(error: unknown): boolean {
