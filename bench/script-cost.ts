@@ -9,7 +9,8 @@ import { parseArgs } from "node:util";
 import { createClient } from "redis";
 import type { AppendItem } from "../src/core/port/port.ts";
 import { encodeUpdate } from "../src/core/wire/format.ts";
-import { APPEND_SCRIPT, encodeAppend } from "../src/redis/scripts.ts";
+import { encodeAppend } from "../src/redis/append.ts";
+import { APPEND_SCRIPT } from "../src/redis/scripts.ts";
 import { startRedis } from "../test/support/redis-server.ts";
 import { MAX_LEN, step, TERMINAL_TTL_SECONDS, TTL_SECONDS } from "./support/workload.ts";
 

@@ -18,7 +18,7 @@ import type {
   StreamEntry,
   StreamPort,
 } from "../core/port/port.ts";
-import { CANCEL_SCRIPT, CANCEL_SHA } from "./scripts.ts";
+import { CANCEL_SCRIPT, CANCEL_SHA, READ_SCRIPT, READ_SHA } from "./scripts.ts";
 
 /**
  * Normalize HGETALL: a flat array (RESP2, or RESP3 with legacy mapping), a Map
@@ -90,16 +90,6 @@ export function toKeyEntries(reply: unknown): KeyEntries[] {
   }
   return out;
 }
-
-/**
- * KEYS: events [, state]. ARGV: start ("-" or "(id"), limit.
- * Reply: { state (flat), entries, [oldest entry] }.
- */
-export const READ_SCRIPT = `local st={}
-if KEYS[2] then st=redis.call('HGETALL',KEYS[2]) end
-return {st,redis.call('XRANGE',KEYS[1],ARGV[1],'+','COUNT',ARGV[2]),redis.call('XRANGE',KEYS[1],'-','+','COUNT',1)}`;
-/** SHA1 of {@link READ_SCRIPT}, as `SCRIPT LOAD` answers it. */
-export const READ_SHA = "d2f1ed35768e393eefaac69383e293dc4752ae29";
 
 /**
  * `XREAD COUNT <count> [BLOCK <blockMs>] STREAMS <keys...> <ids...>` (the

@@ -34,7 +34,8 @@ import {
   PartialAppendError,
 } from "../core/port/port.ts";
 import { backoff } from "../core/util.ts";
-import { APPEND_SCRIPT, APPEND_SHA, decodeAppend, encodeAppend, SCOPE_SCRIPT, SCOPE_SHA } from "./scripts.ts";
+import { decodeAppend, encodeAppend } from "./append.ts";
+import { APPEND_SCRIPT, APPEND_SHA, SCOPE_SCRIPT, SCOPE_SHA } from "./scripts.ts";
 import { groupAppendsBySlot, groupBySlot, slotOf, slotTag } from "./slot.ts";
 
 /** What a cluster adapter provides: commands routed to the master of the slot of their first key. */

@@ -1,5 +1,5 @@
 /**
- * The shipped `.lua` files are the scripts of src/core/lua.ts byte for byte,
+ * The shipped `.lua` files are the scripts generated from src/redis/lua/ byte for byte,
  * and Redis answers the documented SHA1 when it loads them.
  */
 import { createHash } from "node:crypto";
@@ -8,8 +8,14 @@ import { join } from "node:path";
 import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { staleLua } from "../../scripts/gen-lua.ts";
-import { LEGACY_APPEND_SCRIPT, LEGACY_APPEND_SHA } from "../../src/core/compat/legacy.ts";
-import { APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA } from "../../src/redis/scripts.ts";
+import {
+  APPEND_SCRIPT,
+  APPEND_SHA,
+  CANCEL_SCRIPT,
+  CANCEL_SHA,
+  LEGACY_APPEND_SCRIPT,
+  LEGACY_APPEND_SHA,
+} from "../../src/redis/scripts.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
 import { findPython, root, run } from "./support.ts";
 
@@ -22,7 +28,7 @@ describe("shipped Lua scripts", () => {
     await redis?.close();
   });
 
-  it("lua/ and the Python package hold exactly what src/core/lua.ts says (run `tsx scripts/gen-lua.ts` when not)", () => {
+  it("lua/ and the Python package hold exactly what src/redis/lua/ generates (run `tsx scripts/gen-lua.ts` when not)", () => {
     expect(staleLua(root)).toEqual([]);
     expect(readFileSync(join(root, "lua", "append.lua"), "utf8")).toBe(APPEND_SCRIPT);
     const manifest = JSON.parse(readFileSync(join(root, "lua", "scripts.json"), "utf8"));

@@ -93,7 +93,6 @@ else
 redis.call('HSET',sk,'id',id,unpack(ARGV,s+4,e))
 end
 if clear then redis.call('HDEL',sk,'message') end
-
 if flags%8>=4 then
 redis.call('XADD',KEYS[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
 redis.call('EXPIRE',KEYS[i*3],ttl)

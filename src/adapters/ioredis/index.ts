@@ -8,9 +8,9 @@
  * @module
  */
 import { Redis } from "ioredis";
-import { appendCall, decodeAppendCall } from "../../core/compat/legacy.ts";
 import { ProgressValidationError, TimeoutError } from "../../core/errors.ts";
 import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
+import { appendCall, decodeAppendCall } from "../../redis/append.ts";
 import {
   blockTimeout,
   type RedisCalls,

@@ -7,9 +7,9 @@
  * @module
  */
 import { createClient } from "redis";
-import { appendCall, decodeAppendCall } from "../../core/compat/legacy.ts";
 import { ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
 import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
+import { appendCall, decodeAppendCall } from "../../redis/append.ts";
 import {
   blockTimeout,
   type RedisCalls,

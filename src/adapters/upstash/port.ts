@@ -7,12 +7,7 @@
  * @module
  */
 
-import { appendCall, decodeAppendCall } from "../../core/compat/legacy.ts";
 import { BackendError, ConnectionClosedError, ProgressValidationError } from "../../core/errors.ts";
-import { CANCEL_SCRIPT, CANCEL_SHA } from "../../redis/scripts.ts";
-
-const DELETE_SCRIPT = "return redis.call('DEL',KEYS[1],KEYS[2])";
-
 import type {
   AppendItem,
   AppendOptions,
@@ -27,6 +22,8 @@ import type {
   StreamEntry,
   StreamPort,
 } from "../../core/port/port.ts";
+import { appendCall, decodeAppendCall } from "../../redis/append.ts";
+import { CANCEL_SCRIPT, CANCEL_SHA, DELETE_SCRIPT } from "../../redis/scripts.ts";
 import type { UpstashClient, UpstashPipeline } from "./client.ts";
 import { toClaimed, toEntries, toGroupPending, toKeyEntries, toState } from "./replies.ts";
 

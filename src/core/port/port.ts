@@ -7,8 +7,8 @@
  * @module
  */
 
-import type { LegacyWrite } from "../compat/legacy.ts";
 import { BackendError } from "../errors.ts";
+import type { LegacyWrite } from "./legacy-writes.ts";
 
 /** Flat string fields, as stored in a stream entry or a snapshot hash. */
 export type Fields = Record<string, string>;

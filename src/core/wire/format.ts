@@ -7,9 +7,9 @@
  * @module
  */
 
-import { fromLegacyFields } from "../compat/legacy.ts";
 import { ProgressValidationError } from "../errors.ts";
 import type { Fields, StreamEntry } from "../port/port.ts";
+import { fromLegacyFields } from "./lenient.ts";
 
 /** Wire version written in the `v` field. */
 export const WIRE_VERSION = "1";

@@ -1,0 +1,20 @@
+-- Append events for one or many operations atomically, and keep each
+-- operation's snapshot (see docs/wire-format.md, "Snapshot merge rules").
+--
+-- Input:
+--   KEYS, per item i (three each):
+--     KEYS[i*3-2]  events stream of the operation
+--     KEYS[i*3-1]  snapshot hash of the operation
+--     KEYS[i*3]    scope stream (the events key again when there is no scope)
+--   ARGV[1]  ttl, seconds
+--   ARGV[2]  maxLen of the streams (approximate trimming)
+--   ARGV[3]  ttl of a terminal operation's stream, seconds
+--   ARGV[4]  number of items
+--   then per item: flags, progress ("" when absent), field count, fields
+--     (`v`, `op`, `seq` first; when the last field is `attempt` the script
+--     sets its value). Flags: 1 allow backwards, 2 allow after terminal,
+--     4 has scope, 8 terminal, 16 restart.
+-- Output: per item { code, id, seq, cancel, attempt }; code is 'ok',
+--   'backwards' or 'terminal' (then id is '').
+--- @include "append-items"
+return out

@@ -1,0 +1,131 @@
+-- Appends each item of the call (the loop over ARGV[4] items) and fills
+-- `out`, one reply row per item: { code, id, seq, cancel, attempt }.
+-- Used by append.lua and append-legacy.lua, which return `out`.
+--
+-- Robust to any string in the snapshot: a stored `progress`, `seq`,
+-- `attempt`, `total` or `exp` that is not a finite number counts as absent,
+-- so a bad value written by someone else never fails the call (whose
+-- earlier items would already be written).
+--
+-- TTLs: the snapshot keeps `exp`, the time (ms) its keys expire. A write
+-- refreshes both keys when less than half the TTL is left, when the snapshot
+-- is new or was ended, and on terminal events and restarts; so after any
+-- write both keys live at least `ttl / 2` more. The scope's stream is
+-- refreshed on every write to it. Between refreshes `v` and `op`, which never
+-- change, are not written again.
+local ttl=tonumber(ARGV[1])
+local maxlen=ARGV[2]
+local tttl=ARGV[3]
+-- Half the TTL, in ms.
+local half=ttl*500
+local out={}
+-- Index in ARGV of the current item's flags.
+local a=5
+-- A finite number, or nil (a stored value that is not one counts as absent).
+local function num(v)
+  local n=tonumber(v)
+  if n and n==n and n>-1e15 and n<1e15 then return n end
+  return nil
+end
+-- The item's field/value pairs as written: `f` when the script rewrote them
+-- (terminal events), else ARGV[s..e]. Unpacked: use it last in a call.
+local function fl(f,s,e)
+  if f then return unpack(f) end
+  return unpack(ARGV,s,e)
+end
+for i=1,tonumber(ARGV[4]) do
+  local ek=KEYS[i*3-2]
+  local sk=KEYS[i*3-1]
+  local flags=tonumber(ARGV[a])
+  local p=num(ARGV[a+1])
+  -- The item's fields are ARGV[s..e]: `v`, `op`, `seq` first, `attempt` last.
+  local s=a+3
+  local e=s+tonumber(ARGV[a+2])-1
+  a=e+1
+  local st=redis.call('HMGET',sk,'status','progress','seq','cancel','attempt','exp','total')
+  local seq=num(st[3]) or 0
+  if seq<0 then seq=0 end
+  seq=math.floor(seq)
+  local att=num(st[5]) or 1
+  if att<1 then att=1 end
+  att=math.floor(att)
+  local ended=st[1]=='completed' or st[1]=='failed' or st[1]=='cancelled'
+  -- Flags: 1 allow backwards, 2 allow after terminal, 4 has scope, 8 terminal, 16 restart.
+  local restart=flags%32>=16
+  local terminal=flags%16>=8
+  local cancel=st[4]
+  local code='ok'
+  if not restart then
+    local sp=num(st[2])
+    if flags%4<2 and ended then code='terminal'
+    elseif flags%2==0 and p and sp and p<sp then code='backwards' end
+  end
+  if code=='ok' then
+    seq=seq+1
+    if restart then
+      if st[1] or st[3] then att=att+1 else att=1 end
+      if ended then cancel=false end
+      redis.call('XTRIM',ek,'MAXLEN','0')
+      redis.call('DEL',sk)
+    end
+    -- `seq` is the third field; `attempt`, when sent, the last.
+    ARGV[s+5]=tostring(seq)
+    if ARGV[e-1]=='attempt' then ARGV[e]=tostring(att) end
+    local f=nil
+    local clear=false
+    if terminal then
+      -- A terminal event: completed sets progress 100 and current = total;
+      -- every terminal event sets eta 0 and clears an old message.
+      f={unpack(ARGV,s,e)}
+      local status,pi,ci,ti,ei
+      local msg=false
+      for j=1,#f-1,2 do
+        local k=f[j]
+        if k=='status' then status=f[j+1]
+        elseif k=='progress' then pi=j+1
+        elseif k=='current' then ci=j+1
+        elseif k=='total' then ti=j+1
+        elseif k=='eta' then ei=j+1
+        elseif k=='message' then msg=true end
+      end
+      if status=='completed' then
+        if pi then f[pi]='100' else f[#f+1]='progress' f[#f+1]='100' end
+        local total=nil
+        if ti then total=f[ti] elseif not restart then
+          local t=num(st[7])
+          if t and t>=0 and t==math.floor(t) then total=tostring(t) end
+        end
+        if total then
+          if ci then f[ci]=total else f[#f+1]='current' f[#f+1]=total end
+          if not ti then f[#f+1]='total' f[#f+1]=total end
+        end
+      end
+      if ei then f[ei]='0' else f[#f+1]='eta' f[#f+1]='0' end
+      clear=not msg and not restart
+    end
+    local id=redis.call('XADD',ek,'MAXLEN','~',maxlen,'*',fl(f,s,e))
+    -- Server time in ms, from the entry id.
+    local now=tonumber(string.match(id,'^%d+'))
+    local exp=num(st[6])
+    if restart or ended or terminal or not exp or exp-now<half then
+      if restart and cancel then
+        redis.call('HSET',sk,'id',id,'exp',tostring(now+ttl*1000),'cancel',cancel,fl(f,s,e))
+      else
+        redis.call('HSET',sk,'id',id,'exp',tostring(now+ttl*1000),fl(f,s,e))
+      end
+      if terminal then redis.call('EXPIRE',ek,tttl) else redis.call('EXPIRE',ek,ttl) end
+      redis.call('EXPIRE',sk,ttl)
+    else
+      -- Between refreshes: everything but `v` and `op`.
+      redis.call('HSET',sk,'id',id,unpack(ARGV,s+4,e))
+    end
+    if clear then redis.call('HDEL',sk,'message') end
+    if flags%8>=4 then
+      redis.call('XADD',KEYS[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
+      redis.call('EXPIRE',KEYS[i*3],ttl)
+    end
+    out[i]={code,id,seq,cancel,att}
+  else
+    out[i]={code,'',seq,cancel,att}
+  end
+end
