@@ -51,6 +51,29 @@ export class BackendError extends ProgressError {
   override name = "BackendError";
 }
 
+/**
+ * The backend answered that a key holds another type of value than the
+ * operation needs (someone overwrote a stream with a string). Thrown by the
+ * Redis adapters for Redis's `WRONGTYPE`.
+ */
+export class WrongTypeError extends BackendError {
+  override name = "WrongTypeError";
+  /** The key or keys of the call, when the adapter knows them. */
+  readonly keys: readonly string[];
+  constructor(message: string, keys: readonly string[] = [], options?: { cause?: unknown }) {
+    super(message, options);
+    this.keys = keys;
+  }
+}
+
+/**
+ * A consumer group (or its stream) does not exist: the stream expired and
+ * took its group with it. Thrown by the adapters for Redis's `NOGROUP`.
+ */
+export class MissingGroupError extends BackendError {
+  override name = "MissingGroupError";
+}
+
 /** The connection to the backend is closed (or the manager was closed). */
 export class ConnectionClosedError extends BackendError {
   override name = "ConnectionClosedError";
@@ -109,6 +132,8 @@ export function isProgressError(error: unknown): error is ProgressError {
       "ProgressError",
       "ProgressValidationError",
       "BackendError",
+      "WrongTypeError",
+      "MissingGroupError",
       "ConnectionClosedError",
       "TimeoutError",
       "UnauthorizedError",
@@ -120,9 +145,17 @@ export function isProgressError(error: unknown): error is ProgressError {
 export function isProgressValidationError(error: unknown): error is ProgressValidationError {
   return isNamed(error, ["ProgressValidationError"]);
 }
-/** True for a {@link BackendError} or a {@link ConnectionClosedError}, across realms. */
+/** True for a {@link BackendError} or one of its subclasses, across realms. */
 export function isBackendError(error: unknown): error is BackendError {
-  return isNamed(error, ["BackendError", "ConnectionClosedError"]);
+  return isNamed(error, ["BackendError", "WrongTypeError", "MissingGroupError", "ConnectionClosedError"]);
+}
+/** True for a {@link WrongTypeError}, across realms. */
+export function isWrongTypeError(error: unknown): error is WrongTypeError {
+  return isNamed(error, ["WrongTypeError"]);
+}
+/** True for a {@link MissingGroupError}, across realms. */
+export function isMissingGroupError(error: unknown): error is MissingGroupError {
+  return isNamed(error, ["MissingGroupError"]);
 }
 /** True for a {@link ConnectionClosedError}, across realms. */
 export function isConnectionClosedError(error: unknown): error is ConnectionClosedError {

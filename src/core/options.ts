@@ -1,16 +1,10 @@
-import {
-  type LegacyLayout,
-  type LegacyOptions,
-  legacyReadPort,
-  nativeKeys,
-  type ResolvedLegacy,
-  resolveLegacy,
-} from "./compat/legacy.ts";
+import { type LegacyLayout, type LegacyOptions, legacySeam } from "./compat/legacy.ts";
 import type { ProgressError } from "./errors.ts";
 import { ProgressValidationError } from "./errors.ts";
 import { consoleLogger, type Logger, type Metrics, noMetrics } from "./observe.ts";
 import { defaultKeys, type KeyStrategy } from "./port/keys.ts";
-import type { StreamPort } from "./port/port.ts";
+import type { LegacyWrite } from "./port/legacy-writes.ts";
+import type { Fields, StreamPort } from "./port/port.ts";
 
 /** Options of {@link createProgress}. */
 export interface ProgressOptions {
@@ -182,7 +176,8 @@ export interface ResolvedOptions {
   readonly maxReadFailures: number;
   readonly cancelCheckMs: number;
   readonly estimate: boolean;
-  readonly legacy: ResolvedLegacy | undefined;
+  /** Legacy mode's writes for old readers of an event, when it writes them. */
+  readonly legacyWrites: ((fields: Fields, stateKey: string) => LegacyWrite[]) | undefined;
 }
 
 type Rule = readonly [path: string, check: (v: unknown) => boolean, expected: string];
@@ -232,14 +227,11 @@ export function resolveOptions(options: ProgressOptions): ResolvedOptions {
     if (value !== undefined && !check(value)) throw new ProgressValidationError(path, value, `must be ${expected}`);
   }
   const o = options;
-  const legacy = o.legacy === undefined ? undefined : resolveLegacy(o.legacy);
+  const legacy =
+    o.legacy === undefined ? undefined : legacySeam(o.legacy, options.port, options.keys, o.prefix ?? "pc");
   return {
-    // Old entries are read with the configured status names.
-    port: legacy === undefined ? options.port : legacyReadPort(options.port, legacy),
-    keys:
-      legacy?.write !== true
-        ? (options.keys ?? defaultKeys(o.prefix ?? "pc"))
-        : nativeKeys(options.keys, o.prefix ?? "pc", legacy),
+    port: legacy?.port ?? options.port,
+    keys: legacy?.keys ?? options.keys ?? defaultKeys(o.prefix ?? "pc"),
     ttlSeconds: o.ttlSeconds ?? 86_400,
     terminalTtlSeconds: Math.min(o.terminalTtlSeconds ?? 3600, o.ttlSeconds ?? 86_400),
     maxLen: o.maxLen ?? 1000,
@@ -260,6 +252,6 @@ export function resolveOptions(options: ProgressOptions): ResolvedOptions {
     maxReadFailures: o.maxReadFailures ?? 10,
     cancelCheckMs: o.cancelCheckMs ?? 2000,
     estimate: o.estimate ?? true,
-    legacy: legacy?.write === true ? legacy : undefined,
+    legacyWrites: legacy?.writes,
   };
 }

@@ -1,113 +1,36 @@
-import { legacyWrites } from "./compat/legacy.ts";
+/**
+ * The progress manager: the public methods, and the flush and close
+ * orchestration. Preparing and writing events is in `publish/`, reading and
+ * serving them in `deliver/`, tasks, cancellation and consumer groups in `jobs/`.
+ *
+ * @module
+ */
 import { Hub } from "./deliver/reader.ts";
 import { badRequest, type SseOptions, sseResponse, type WatchTarget } from "./deliver/sse.ts";
 import { type WatchItem, type WatchOptions, watchStream } from "./deliver/watch.ts";
 import { serveSession, type WebSocketLike, type WebSocketOptions } from "./deliver/websocket.ts";
-import {
-  BackendError,
-  ConnectionClosedError,
-  isConnectionClosedError,
-  isProgressError,
-  isProgressValidationError,
-  isTimeoutError,
-  type ProgressError,
-  ProgressValidationError,
-} from "./errors.ts";
+import { ConnectionClosedError, isProgressValidationError, ProgressValidationError } from "./errors.ts";
+import { CancelListeners } from "./jobs/cancel.ts";
 import { type ConsumeOptions, checkConsumeOptions, consumeStream, type Delivery } from "./jobs/consume.ts";
 import { Task, type TaskOptions } from "./jobs/task.ts";
-import { noMetrics } from "./observe.ts";
 import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
-import { type AppendItem, type AppendResult, PartialAppendError } from "./port/port.ts";
-import { Batcher } from "./publish/batcher.ts";
+import type { AppendItem } from "./port/port.ts";
 import { Coalescer, checkReport, type Held } from "./publish/coalesce.ts";
-import { Estimator } from "./publish/estimate.ts";
-import { Outbox, type OutboxEntry, type OutboxOutcome } from "./publish/outbox.ts";
+import { Preparer, type PublishOptions } from "./publish/prepare.ts";
+import { type PublishResult, type UnwrittenEvent, Writer } from "./publish/writer.ts";
 import { toError } from "./util.ts";
 import {
   assertId,
   assertStreamId,
   decodeEvent,
   decodeSnapshot,
-  encodeUpdate,
-  isTerminal,
-  MAX_ETA_SECONDS,
   type ProgressEvent,
   type ProgressSnapshot,
   type ProgressUpdate,
 } from "./wire/format.ts";
 
-/** Options of one publish. */
-export interface PublishOptions {
-  /** Also append the event to this scope's stream (a user, a tenant), so it can be followed or consumed as a whole. */
-  readonly scope?: string | undefined;
-  /** Accept an update that moves progress backwards. @default false */
-  readonly allowBackwards?: boolean | undefined;
-  /** Accept an update after the operation ended. @default false */
-  readonly allowAfterTerminal?: boolean | undefined;
-  /**
-   * Start a new attempt of the operation (a retried job under the same id),
-   * whether or not the previous one ended: the event's `attempt` is one more
-   * than the previous (1 for an operation not known yet), `seq` keeps
-   * increasing, the snapshot is replaced by this event (not merged with the
-   * previous attempt), the stream's history of the previous attempt is
-   * dropped (a client resuming from an id of it gets a `reset`), and the
-   * ordering rules are waived for this event. A cancellation asked of an
-   * attempt that did not end carries over; one of an ended attempt does not.
-   * @default false
-   */
-  readonly restart?: boolean | undefined;
-}
-
-/** What a publish did. It never rejects for a backend fault: the fault is here. */
-export type PublishResult =
-  | {
-      readonly ok: true;
-      readonly outcome: "published";
-      /** Stream entry id of the event. */
-      readonly id: string;
-      readonly seq: number;
-      /** The reason given to `cancel`, when the operation was asked to stop; else null. */
-      readonly cancelled: string | null;
-      /** Attempt of the operation the event belongs to: 1, one more at each restart. */
-      readonly attempt: number;
-      /** Legacy mode `importProgress`: how many subscribers received the old message (as `publish_update` answered). */
-      readonly subscribers?: number;
-    }
-  | {
-      readonly ok: false;
-      readonly outcome: "refused";
-      /** `backwards`: progress below the current; `terminal`: the operation already ended. */
-      readonly reason: "backwards" | "terminal";
-      readonly seq: number;
-      readonly cancelled: string | null;
-    }
-  | {
-      readonly ok: false;
-      readonly outcome: "failed";
-      /** The backend failure (for a terminal event: the last one before `retry.deadlineMs` passed). */
-      readonly error: ProgressError;
-      /**
-       * True when the event is held in the outbox and will still be written
-       * when the backend answers again (while the process lives, until `close()`);
-       * false when it is lost (the manager is closed, or the outbox was full).
-       */
-      readonly queued: boolean;
-    };
-
-/** An event the backend had not taken when `flush()` or `close()` stopped waiting. */
-export interface UnwrittenEvent {
-  readonly op: string;
-  /** Event type, `progress` unless an application's own. */
-  readonly type: string;
-  readonly status: string;
-  /** Percent, when the event carries one. */
-  readonly progress?: number | undefined;
-  readonly cid?: string | undefined;
-  /** The event's time, ISO 8601. */
-  readonly ts: string;
-  /** When the backend first refused it, ISO 8601. */
-  readonly heldSince: string;
-}
+export type { PublishOptions } from "./publish/prepare.ts";
+export type { PublishResult, UnwrittenEvent } from "./publish/writer.ts";
 
 /** What `flush()` and `close()` resolve with. */
 export interface FlushResult {
@@ -137,76 +60,27 @@ export interface HistoryOptions {
   readonly limit?: number | undefined;
 }
 
-/** Context handed to internal extensions (watch, sse, task) of the manager. */
-export interface ManagerInternals {
-  readonly options: ResolvedOptions;
-  readonly closed: () => boolean;
-  readonly signal: AbortSignal;
-}
-
 /**
  * The progress manager: publish from jobs, read from servers.
  * Created by {@link createProgress}.
  */
 export class Progress implements AsyncDisposable {
-  /** @internal */
-  readonly internals: ManagerInternals;
   readonly #o: ResolvedOptions;
-  readonly #batcher: Batcher;
-  readonly #outbox: Outbox;
-  /** Errors the batcher gave appends it sent behind their operation's held events (not refusals). */
-  readonly #behind = new WeakSet<Error>();
+  readonly #preparer: Preparer;
+  readonly #writer: Writer;
   readonly #coalescer: Coalescer<PublishOptions>;
-  readonly #estimator = new Estimator();
-  readonly #reports = new Set<Promise<unknown>>();
+  readonly #cancels = new CancelListeners();
   readonly #closing = new AbortController();
   #closed: Promise<FlushResult> | undefined;
   #hub: Hub | undefined;
-  readonly #cancelListeners = new Map<string, Set<(reason: string) => void>>();
 
   /** @throws {ProgressValidationError} for bad options. */
   constructor(options: ProgressOptions) {
     const o = resolveOptions(options);
     this.#o = o;
-    this.#batcher = new Batcher(
-      o.port,
-      { ttlSeconds: o.ttlSeconds, maxLen: o.maxLen, terminalTtlSeconds: o.terminalTtlSeconds },
-      o.maxBatch,
-      (item) => {
-        // Its operation's earlier call failed while this one waited: it goes behind what is held.
-        const op = item.fields.op ?? "";
-        if (!this.#outbox.has(op)) return undefined;
-        const error = this.#heldBehind(op);
-        this.#behind.add(error);
-        return error;
-      },
-    );
+    this.#preparer = new Preparer(o);
+    this.#writer = new Writer(o, this.#cancels, this.#closing.signal);
     this.#coalescer = new Coalescer<PublishOptions>(o.intervalMs, (held) => this.#writeHeld(held));
-    this.#outbox = new Outbox(
-      { maxEvents: o.outboxMaxEvents, minDelayMs: o.retry.minDelayMs, maxDelayMs: o.retry.maxDelayMs },
-      {
-        send: (items) => this.#sendHeld(items),
-        written: (entry, result) => {
-          this.#o.logger.info?.("held event written", {
-            op: entry.op,
-            cid: entry.cid,
-            heldMs: Date.now() - entry.since,
-            tries: entry.tries,
-          });
-          this.#settle(entry.op, entry.cid, result);
-        },
-        dropped: (entry, error) => this.#fail(error, entry.op, entry.cid, "event dropped"),
-        retrying: (entries, error, delayMs) => {
-          this.#o.metrics.increment("publish_retries", entries.length);
-          this.#o.logger.warn?.("backend unreachable, events held", {
-            held: this.#outbox.size,
-            retryInMs: delayMs,
-            error,
-          });
-        },
-      },
-    );
-    this.internals = { options: o, closed: () => this.#closed !== undefined, signal: this.#closing.signal };
   }
 
   /** The backend's name (`memory`, `node-redis`, `upstash`). */
@@ -236,9 +110,9 @@ export class Progress implements AsyncDisposable {
    * ```
    */
   async publish(op: string, update: ProgressUpdate, options: PublishOptions = {}): Promise<PublishResult> {
-    const item = this.#prepare(op, update, options ?? {});
+    const item = this.#preparer.prepare(op, update, options ?? {});
     this.#coalescer.flushOp(op);
-    return await this.#send(item, update.cid, true);
+    return await this.#writer.send(item, update.cid, true);
   }
 
   /**
@@ -268,7 +142,7 @@ export class Progress implements AsyncDisposable {
       if (o.scope !== undefined) assertId(o.scope, "scope");
       if (this.#coalescer.offer(op, update, o)) this.#o.metrics.increment("events_coalesced");
     } catch (error) {
-      this.#fail(asValidationError(error, update), printable(op), cidOf(update));
+      this.#writer.fail(asValidationError(error, update), printable(op), cidOf(update));
     }
   }
 
@@ -319,8 +193,8 @@ export class Progress implements AsyncDisposable {
   async delete(op: string): Promise<boolean> {
     assertId(op);
     this.#coalescer.flushOp(op);
-    await this.#batcher.idle();
-    this.#estimator.forget(op);
+    await this.#writer.idle();
+    this.#preparer.forget(op);
     return await this.#o.port.delete(this.#o.keys.state(op), this.#o.keys.events(op));
   }
 
@@ -440,18 +314,7 @@ export class Progress implements AsyncDisposable {
         publish: (o, u, p) => this.publish(o, u, p),
         report: (o, u, p) => this.report(o, u, p),
         cancelMark: async (o) => (await this.#o.port.getState(this.#o.keys.state(o)))?.cancel ?? null,
-        onCancel: (o, listener) => {
-          let set = this.#cancelListeners.get(o);
-          if (!set) {
-            set = new Set();
-            this.#cancelListeners.set(o, set);
-          }
-          set.add(listener);
-          return () => {
-            set.delete(listener);
-            if (set.size === 0) this.#cancelListeners.delete(o);
-          };
-        },
+        onCancel: (o, listener) => this.#cancels.on(o, listener),
         cancelCheckMs: this.#o.cancelCheckMs,
       },
       op,
@@ -514,13 +377,13 @@ export class Progress implements AsyncDisposable {
     });
     try {
       this.#coalescer.flush();
-      await Promise.race([this.#drain(stop.signal), stopped]);
+      await Promise.race([this.#writer.drain(stop.signal), stopped]);
     } finally {
       clearTimeout(timer);
       outer?.removeEventListener("abort", onAbort);
       stop.abort();
     }
-    return { unwritten: this.#outbox.entries().map(describeHeld) };
+    return { unwritten: this.#writer.unwritten() };
   }
 
   /**
@@ -543,9 +406,7 @@ export class Progress implements AsyncDisposable {
       const error = new ConnectionClosedError(
         `Not written: the backend did not take it within closeTimeoutMs (${this.#o.closeTimeoutMs} ms) of close()`,
       );
-      const left = this.#outbox.stop(error);
-      const unwritten = left.map(describeHeld);
-      for (const entry of left) this.#fail(error, entry.op, entry.cid, "event not written before close");
+      const unwritten = this.#writer.stop(error);
       this.#closing.abort(new ConnectionClosedError("The progress manager was closed"));
       try {
         await this.#o.port.close();
@@ -588,258 +449,16 @@ export class Progress implements AsyncDisposable {
     return this.#hub;
   }
 
-  #prepare(op: string, update: ProgressUpdate, options: PublishOptions): AppendItem {
-    const now = new Date();
-    const fields = encodeUpdate(op, update, now);
-    if (options.scope !== undefined) assertId(options.scope, "scope");
-    const terminal = isTerminal(fields.status);
-    // A new attempt estimates from its own rate only.
-    if (options.restart === true) this.#estimator.forget(op);
-    if (this.#o.estimate && fields.eta === undefined && fields.progress !== undefined && !terminal) {
-      const eta = this.#estimator.sample(
-        op,
-        Number(fields.progress),
-        update.ts === undefined ? now.getTime() : update.ts.getTime(),
-      );
-      if (eta !== undefined && eta <= MAX_ETA_SECONDS) fields.eta = String(eta);
-    }
-    if (terminal) {
-      this.#estimator.forget(op);
-      fields.eta ??= "0";
-    }
-    const stateKey = this.#o.keys.state(op);
-    return {
-      eventsKey: this.#o.keys.events(op),
-      stateKey,
-      legacy: this.#o.legacy === undefined ? undefined : legacyWrites(this.#o.legacy, fields, stateKey),
-      scopeKey: options.scope === undefined ? undefined : this.#o.keys.scope(options.scope),
-      fields,
-      terminal,
-      allowBackwards: options.allowBackwards ?? false,
-      allowAfterTerminal: options.allowAfterTerminal ?? false,
-      restart: options.restart ?? false,
-    };
-  }
-
   #writeHeld(held: Held<PublishOptions>): void {
     let item: AppendItem;
     try {
-      item = this.#prepare(held.op, held.update, held.options);
+      item = this.#preparer.prepare(held.op, held.update, held.options);
     } catch (error) {
-      this.#fail(asValidationError(error, held.update), held.op, cidOf(held.update));
+      this.#writer.fail(asValidationError(error, held.update), held.op, cidOf(held.update));
       return;
     }
-    const sent = this.#send(item, held.update.cid, false);
-    this.#reports.add(sent);
-    void sent.finally(() => this.#reports.delete(sent));
+    this.#writer.sendUnawaited(item, held.update.cid);
   }
-
-  /** Wait for reports, batches and held events until none is left or `signal` aborts. */
-  async #drain(signal: AbortSignal): Promise<void> {
-    do {
-      await this.#batcher.idle();
-      while (this.#reports.size > 0 && !signal.aborted) await Promise.allSettled([...this.#reports]);
-      await this.#outbox.idle(signal);
-    } while (!signal.aborted && (this.#reports.size > 0 || this.#outbox.size > 0));
-  }
-
-  /**
-   * Send one event. `waits`: a terminal event waits for a backend that is
-   * away (up to the retry deadline); a report does not.
-   */
-  async #send(item: AppendItem, cid: string | undefined, waits: boolean): Promise<PublishResult> {
-    const op = item.fields.op ?? "";
-    if (this.#closing.signal.aborted) {
-      const error = new ConnectionClosedError("The progress manager is closed; create a new one to publish");
-      this.#fail(error, op, cid);
-      return { ok: false, outcome: "failed", error, queued: false };
-    }
-    const started = Date.now();
-    if (this.#outbox.has(op)) {
-      // Earlier events of this operation are held: this one goes behind them, never ahead.
-      return await this.#hold(item, cid, waits, this.#heldBehind(op), started, false);
-    }
-    const timed = this.#o.metrics !== noMetrics;
-    const t0 = timed ? performance.now() : 0;
-    let result: AppendResult;
-    try {
-      result = await this.#batcher.append(item);
-    } catch (cause) {
-      const error = isProgressError(cause) ? cause : new BackendError(String(cause), { cause });
-      if (isProgressValidationError(error)) {
-        // The backend refused the event itself: holding it would only retry it forever.
-        this.#fail(error, op, cid);
-        return { ok: false, outcome: "failed", error, queued: false };
-      }
-      return await this.#hold(item, cid, waits, error, started, !this.#behind.has(error));
-    }
-    if (timed) this.#o.metrics.observe("publish_latency_ms", performance.now() - t0);
-    // The backend answers: write what it refused earlier now rather than after the backoff.
-    if (this.#outbox.size > 0) this.#outbox.kick();
-    return this.#settle(op, cid, result);
-  }
-
-  #heldBehind(op: string): BackendError {
-    return new BackendError(
-      `Held behind earlier events of operation "${op}" that the ${this.#o.port.name} backend has not taken yet`,
-    );
-  }
-
-  /** Keep a refused event in the outbox; a waiting terminal publish waits for it there. */
-  async #hold(
-    item: AppendItem,
-    cid: string | undefined,
-    waits: boolean,
-    error: ProgressError,
-    started: number,
-    refused: boolean,
-  ): Promise<PublishResult> {
-    const op = item.fields.op ?? "";
-    if (this.#closing.signal.aborted) {
-      this.#fail(error, op, cid);
-      return { ok: false, outcome: "failed", error, queued: false };
-    }
-    const entry = this.#outbox.put(op, item, cid);
-    if (!entry) return { ok: false, outcome: "failed", error, queued: false };
-    const { attempts, deadlineMs } = this.#o.retry;
-    if (!refused && !waits) {
-      // A report joining its operation's held events: the failure was reported when they were refused.
-      this.#o.logger.debug?.("report held behind earlier events", { op, cid });
-      return { ok: false, outcome: "failed", error, queued: true };
-    }
-    if (!item.terminal || !waits || attempts === 0 || deadlineMs === 0) {
-      this.#fail(error, op, cid, "publish failed, event held for retry");
-      return { ok: false, outcome: "failed", error, queued: true };
-    }
-    this.#o.logger.warn?.("publish failed, retrying", { op, cid, error });
-    const outcome = await this.#waitFor(entry, started + deadlineMs, attempts);
-    if (outcome.kind === "written") return toPublishResult(outcome.result);
-    if (outcome.kind === "dropped") {
-      return { ok: false, outcome: "failed", error: asProgressError(outcome.error), queued: false };
-    }
-    const last = outcome.error === undefined ? error : asProgressError(outcome.error);
-    this.#fail(last, op, cid, "publish failed, event held for retry");
-    return { ok: false, outcome: "failed", error: last, queued: true };
-  }
-
-  /** Wait until a held entry is written or given up, `deadline` passes, or `attempts` retries failed. */
-  #waitFor(
-    entry: OutboxEntry,
-    deadline: number,
-    attempts: number | undefined,
-  ): Promise<OutboxOutcome | { readonly kind: "late"; readonly error: Error | undefined }> {
-    return new Promise((resolve) => {
-      let lastError: Error | undefined;
-      let failures = 0;
-      const done = (outcome: OutboxOutcome | { readonly kind: "late"; readonly error: Error | undefined }): void => {
-        clearTimeout(timer);
-        entry.listeners.delete(listener);
-        resolve(outcome);
-      };
-      const listener = (outcome: OutboxOutcome): void => {
-        if (outcome.kind !== "failed") {
-          done(outcome);
-          return;
-        }
-        lastError = outcome.error;
-        failures++;
-        if (attempts !== undefined && failures >= attempts) done({ kind: "late", error: lastError });
-      };
-      const timer = setTimeout(() => done({ kind: "late", error: lastError }), Math.max(0, deadline - Date.now()));
-      entry.listeners.add(listener);
-    });
-  }
-
-  /** Send held events (heads of distinct operations); a bad one fails alone. Never rejects. */
-  async #sendHeld(items: readonly AppendItem[]): Promise<Array<AppendResult | Error>> {
-    const options = {
-      ttlSeconds: this.#o.ttlSeconds,
-      maxLen: this.#o.maxLen,
-      terminalTtlSeconds: this.#o.terminalTtlSeconds,
-    };
-    const call = async (chunk: readonly AppendItem[]): Promise<Array<AppendResult | Error>> => {
-      try {
-        const results = await this.#o.port.append(chunk, options);
-        return chunk.map(
-          (_, i) =>
-            results[i] ??
-            new BackendError(`The ${this.#o.port.name} backend answered ${results.length} of ${chunk.length}`),
-        );
-      } catch (cause) {
-        if (cause instanceof PartialAppendError) {
-          // Other cluster slots were written: their results stand; a failed event goes on alone unless its node is away.
-          const { results } = cause;
-          return await Promise.all(
-            chunk.map(async (item, i) => {
-              const r = results[i] ?? cause;
-              const alone = r instanceof Error && !isConnectionClosedError(r) && !isTimeoutError(r);
-              return alone ? ((await call([item]))[0] ?? r) : r;
-            }),
-          );
-        }
-        const error = toError(cause);
-        // One event the backend rejects (a key of the wrong type) must not hold back the others:
-        // unless the connection itself is down, try each alone.
-        if (chunk.length > 1 && !isConnectionClosedError(error) && !isTimeoutError(error)) {
-          return await Promise.all(chunk.map(async (item) => (await call([item]))[0] ?? error));
-        }
-        return chunk.map(() => error);
-      }
-    };
-    const out: Array<AppendResult | Error> = [];
-    for (let i = 0; i < items.length; i += this.#o.maxBatch) {
-      for (const r of await call(items.slice(i, i + this.#o.maxBatch))) out.push(r);
-    }
-    return out;
-  }
-
-  /** Count, log and tell cancel listeners about a backend answer. */
-  #settle(op: string, cid: string | undefined, result: AppendResult): PublishResult {
-    if (result.cancelled !== null) {
-      for (const listener of this.#cancelListeners.get(op) ?? []) listener(result.cancelled);
-    }
-    if (result.ok) this.#o.metrics.increment("events_published");
-    else {
-      this.#o.metrics.increment("events_refused", 1, { reason: result.refused });
-      this.#o.logger.debug?.("update refused", { op, cid, reason: result.refused });
-    }
-    return toPublishResult(result);
-  }
-
-  #fail(error: Error, op: string, cid: string | undefined, what = "publish failed"): void {
-    const e = asProgressError(error);
-    try {
-      this.#o.metrics.increment("publish_failures");
-      this.#o.logger.error?.(what, { op, cid, error: e });
-    } catch {
-      // A throwing logger or metrics sink must not break the job either.
-    }
-    try {
-      this.#o.onError?.(e, cid === undefined ? { op } : { op, cid });
-    } catch {
-      // onError must not break the job.
-    }
-  }
-}
-
-function asProgressError(error: Error): ProgressError {
-  if (isProgressError(error)) return error;
-  const e: Error = error;
-  return new BackendError(e.message, { cause: e });
-}
-
-function toPublishResult(result: AppendResult): PublishResult {
-  return result.ok
-    ? {
-        ok: true,
-        outcome: "published",
-        id: result.id,
-        seq: result.seq,
-        cancelled: result.cancelled,
-        attempt: result.attempt,
-        ...(result.subscribers === undefined ? {} : { subscribers: result.subscribers }),
-      }
-    : { ok: false, outcome: "refused", reason: result.refused, seq: result.seq, cancelled: result.cancelled };
 }
 
 /** Anything thrown while reading a caller's input, as the validation error it is. */
@@ -866,18 +485,4 @@ function cidOf(update: unknown): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function describeHeld(entry: OutboxEntry): UnwrittenEvent {
-  const f = entry.item.fields;
-  const progress = f.progress === undefined ? undefined : Number(f.progress);
-  return {
-    op: entry.op,
-    type: f.type ?? "progress",
-    status: f.status ?? "running",
-    ...(progress !== undefined ? { progress } : {}),
-    ...(entry.cid !== undefined ? { cid: entry.cid } : {}),
-    ts: f.ts ?? "",
-    heldSince: new Date(entry.since).toISOString(),
-  };
 }

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { TimeoutError } from "../core/errors.ts";
+import { isMissingGroupError, TimeoutError } from "../core/errors.ts";
 import type {
   ClaimOptions,
   Cursor,
@@ -208,7 +208,7 @@ export function redisMethods(calls: RedisCalls): RedisMethods {
       try {
         reply = await command(key, ["XPENDING", key, group], "pending");
       } catch (error) {
-        if (error instanceof Error && error.message.includes("NOGROUP")) return 0;
+        if (isMissingGroupError(error)) return 0;
         throw error;
       }
       return Array.isArray(reply) ? Number(reply[0]) : 0;

@@ -2,6 +2,7 @@ import { createCluster } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
 import { Progress } from "../../src/core/progress.ts";
+import { createProgress, isProgressValidationError, type ProgressValidationError } from "../../src/index.ts";
 import { SCOPE_SCRIPT, SCOPE_SHA } from "../../src/redis/scripts.ts";
 import { slotOf } from "../../src/redis/slot.ts";
 import { testAdapter, uniquePrefix } from "../contract/suite.ts";
@@ -122,5 +123,28 @@ describe("node-redis cluster: round trips and connections", () => {
     expect(client.isOpen).toBe(true);
     expect(await client.sendCommand("k", false, ["PING"])).toBe("PONG");
     client.destroy();
+  });
+});
+
+describe("node-redis cluster: legacy mode", () => {
+  it("refuses old-format writes (their keys are not in the operation's slot) with an error naming `legacy`; reading old entries is accepted", async () => {
+    const c = await shared();
+    const port = nodeRedis({ cluster: { rootNodes: c.rootNodes } });
+    try {
+      let caught: unknown;
+      try {
+        createProgress({ port, legacy: { layout: "chunking" } });
+      } catch (error) {
+        caught = error;
+      }
+      expect(isProgressValidationError(caught)).toBe(true);
+      expect((caught as ProgressValidationError).field).toBe("legacy");
+      expect(() => createProgress({ port, legacy: "operations" })).toThrow(/Redis Cluster/);
+      const reader = createProgress({ port, prefix: uniquePrefix(), legacy: { layout: "chunking", write: false } });
+      await reader.publish("lg", { progress: 5 });
+      expect((await reader.get("lg"))?.progress).toBe(5);
+    } finally {
+      await port.close();
+    }
   });
 });

@@ -4,9 +4,10 @@
  */
 import { describe, expect, it } from "vitest";
 import type { ProgressOptions } from "../../src/core/options.ts";
+import type { StreamPort } from "../../src/core/port/port.ts";
 import type { Progress } from "../../src/core/progress.ts";
 
-type Make = (options?: Partial<ProgressOptions>) => { progress: Progress; prefix: string };
+type Make = (options?: Partial<ProgressOptions>) => { progress: Progress; prefix: string; port: StreamPort };
 
 export function jobsTests(make: Make): void {
   describe("jobs", () => {
@@ -111,8 +112,8 @@ export function jobsTests(make: Make): void {
     });
 
     it("consumer groups: deliveries with ack, types filter, claim of what a dead consumer left", async (ctx) => {
-      const { progress } = make();
-      if (!progress.internals.options.port.capabilities.groups) return ctx.skip();
+      const { progress, port } = make();
+      if (!port.capabilities.groups) return ctx.skip();
       await progress.publish("c1", { progress: 10 }, { scope: "all" });
       await progress.publish("c1", { type: "file_completed", data: { f: 1 } }, { scope: "all" });
       await progress.publish("c2", { status: "completed" }, { scope: "all" });
@@ -153,7 +154,6 @@ export function jobsTests(make: Make): void {
       expect(got).toEqual(["c1:running:true", "c2:completed:true", "c3:running:false"]);
       const history = await progress.history("c1");
       expect(firstIds[0]).toBe(history[0]?.id);
-      const port = progress.internals.options.port;
       expect(await port.pending?.(`${progress.streamKey({ scope: "all" })}`, "db")).toBe(0);
     });
 

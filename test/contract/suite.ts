@@ -34,11 +34,12 @@ export function testAdapter(name: string, start: () => Promise<Harness>): void {
     const make = (
       options: Partial<ProgressOptions> = {},
       port?: StreamPort,
-    ): { progress: Progress; prefix: string } => {
+    ): { progress: Progress; prefix: string; port: StreamPort } => {
       const prefix = uniquePrefix();
-      const progress = new Progress({ port: port ?? h.port(), prefix, logger: {}, ...options });
+      const used = port ?? h.port();
+      const progress = new Progress({ port: used, prefix, logger: {}, ...options });
       open.push(progress);
-      return { progress, prefix };
+      return { progress, prefix, port: used };
     };
 
     it("writes the wire format to the documented keys and fields", async () => {

@@ -8,6 +8,7 @@
  */
 import { Command } from "ioredis";
 import { BackendError, ConnectionClosedError, TimeoutError } from "../../core/errors.ts";
+import { replyError } from "../../redis/errors.ts";
 
 /** Replies as strings. */
 export const UTF8 = { replyEncoding: "utf8" } as const;
@@ -27,7 +28,7 @@ export function mapError(cause: unknown, what: string): Error {
   if (cause instanceof BackendError || cause instanceof TimeoutError) return cause;
   const message = cause instanceof Error ? cause.message : String(cause);
   const name = cause instanceof Error ? cause.name : "";
-  if (name === "ReplyError") return new BackendError(`Redis failed during ${what}: ${message}`, { cause });
+  if (name === "ReplyError") return replyError(message, `Redis failed during ${what}: ${message}`, cause);
   if (message === "Command timed out")
     return new TimeoutError(`Redis did not answer in time during ${what}`, { cause });
   return new ConnectionClosedError(`Redis connection unavailable during ${what}: ${message}`, { cause });

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ConnectionClosedError } from "../../core/errors.ts";
+import { ConnectionClosedError, MissingGroupError } from "../../core/errors.ts";
 import type {
   AppendItem,
   AppendOptions,
@@ -311,7 +311,7 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
       const take = (): StreamEntry[] => {
         const s = stream(o.key, false);
         const g = s?.groups.get(o.group);
-        if (!s || !g) throw new Error(`NOGROUP No such key '${o.key}' or consumer group '${o.group}'`);
+        if (!s || !g) throw new MissingGroupError(`NOGROUP No such key '${o.key}' or consumer group '${o.group}'`);
         const from = after(s.entries, g.lastId);
         const batch = s.entries.slice(from, from + o.count);
         const last = batch[batch.length - 1];

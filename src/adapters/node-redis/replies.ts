@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { BackendError, ConnectionClosedError } from "../../core/errors.ts";
+import { ConnectionClosedError } from "../../core/errors.ts";
+import { replyError } from "../../redis/errors.ts";
 
 const CLOSED_ERRORS = new Set([
   "ClientClosedError",
@@ -18,7 +19,7 @@ export function mapError(cause: unknown, what: string): Error {
   const message = cause instanceof Error ? cause.message : String(cause);
   if (CLOSED_ERRORS.has(name))
     return new ConnectionClosedError(`Redis connection unavailable during ${what}: ${message}`, { cause });
-  return new BackendError(`Redis failed during ${what}: ${message}`, { cause });
+  return replyError(message, `Redis failed during ${what}: ${message}`, cause);
 }
 
 export function isNoScript(error: unknown): boolean {

@@ -23,6 +23,7 @@ import type {
   StreamPort,
 } from "../../core/port/port.ts";
 import { appendCall, decodeAppendCall } from "../../redis/append.ts";
+import { replyError } from "../../redis/errors.ts";
 import { CANCEL_SCRIPT, CANCEL_SHA, DELETE_SCRIPT } from "../../redis/scripts.ts";
 import type { UpstashClient, UpstashPipeline } from "./client.ts";
 import { toClaimed, toEntries, toGroupPending, toKeyEntries, toState } from "./replies.ts";
@@ -174,7 +175,7 @@ export function createUpstashPort(client: UpstashClient, options: UpstashPollOpt
     } catch (error) {
       const message = messageOf(error);
       const short = message.length > 300 ? `${message.slice(0, 300)}…` : message;
-      throw new BackendError(`Upstash ${what} failed: ${short}`, { cause: error });
+      throw replyError(message, `Upstash ${what} failed: ${short}`, error);
     }
   };
 

@@ -317,3 +317,40 @@ export function legacyReadPort(port: StreamPort, legacy: ResolvedLegacy): Stream
     ...(pending ? { pending: (key: string, group: string) => pending.call(port, key, group) } : {}),
   };
 }
+
+/** What the manager uses of legacy mode: the one seam between the main path and the old layouts. */
+export interface LegacySeam {
+  /** The port, reading old entries with the configured status names. */
+  readonly port: StreamPort;
+  /** The native keys, moved off any old key. */
+  readonly keys: KeyStrategy;
+  /** The writes for old readers of an event; undefined when the mode only reads. */
+  readonly writes: ((fields: Fields, stateKey: string) => LegacyWrite[]) | undefined;
+}
+
+/**
+ * Legacy mode for a manager's options.
+ * @throws {ProgressValidationError} naming `legacy` for a bad value, or for
+ * old-format writes on a Redis Cluster port (legacy mode writes need a single node).
+ */
+export function legacySeam(
+  value: LegacyLayout | LegacyOptions,
+  port: StreamPort,
+  keys: KeyStrategy | undefined,
+  prefix: string,
+): LegacySeam {
+  const legacy = resolveLegacy(value);
+  if (legacy.write && port.capabilities.cluster === true) {
+    throw new ProgressValidationError(
+      "legacy",
+      value,
+      "cannot write the old format on Redis Cluster (the old keys are not in the operation's slot): use a single node, or `write: false`",
+    );
+  }
+  return {
+    // Old entries are read with the configured status names.
+    port: legacyReadPort(port, legacy),
+    keys: legacy.write ? nativeKeys(keys, prefix, legacy) : (keys ?? defaultKeys(prefix)),
+    writes: legacy.write ? (fields, stateKey) => legacyWrites(legacy, fields, stateKey) : undefined,
+  };
+}

@@ -1,15 +1,12 @@
-import { BackendError } from "../errors.ts";
+import { BackendError, isWrongTypeError } from "../errors.ts";
 import type { Logger, Metrics } from "../observe.ts";
 import type { StreamEntry, StreamPort } from "../port/port.ts";
 import { backoff, sleep } from "../util.ts";
 import { compareIds } from "../wire/format.ts";
 
-/** A Redis error about a key that holds another type of value. */
+/** A key holds another type of value (as the adapter reported it, maybe wrapped once). */
 function isWrongType(error: unknown): boolean {
-  return (
-    error instanceof Error &&
-    /WRONGTYPE/.test(`${error.message} ${error.cause instanceof Error ? error.cause.message : ""}`)
-  );
+  return isWrongTypeError(error) || (error instanceof Error && isWrongTypeError(error.cause));
 }
 
 /** Receives entries of one key, in order; may see an entry twice and must drop ids at or below its own. */

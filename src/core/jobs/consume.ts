@@ -1,4 +1,4 @@
-import { ProgressError, ProgressValidationError } from "../errors.ts";
+import { isMissingGroupError, ProgressError, ProgressValidationError } from "../errors.ts";
 import type { Metrics } from "../observe.ts";
 import type { StreamEntry, StreamPort } from "../port/port.ts";
 import { sleep } from "../util.ts";
@@ -75,7 +75,7 @@ export async function* consumeStream(
   const { ensureGroup, groupRead, ack, claim, pending } = port;
   if (!port.capabilities.groups || !ensureGroup || !groupRead || !ack || !claim || !pending) {
     throw new ProgressError(
-      `The ${port.name} backend does not support consumer groups; use node-redis, upstash or memory`,
+      `The ${port.name} backend does not support consumer groups (capabilities.groups); use a backend that does`,
     );
   }
   const claimIdleMs = o.claimIdleMs ?? 30_000;
@@ -128,7 +128,7 @@ export async function* consumeStream(
       }
     } catch (error) {
       if (signal.aborted) return;
-      if (error instanceof Error && error.message.includes("NOGROUP")) {
+      if (isMissingGroupError(error)) {
         await ensureGroup.call(port, key, o.group); // the stream expired and took the group with it
         continue;
       }

@@ -1,5 +1,6 @@
 import { ProgressValidationError } from "../errors.ts";
-import type { PublishOptions, PublishResult } from "../progress.ts";
+import type { PublishOptions } from "../publish/prepare.ts";
+import type { PublishResult } from "../publish/writer.ts";
 import type { ProgressUpdate } from "../wire/format.ts";
 import { encodeUpdate, TYPE_PATTERN } from "../wire/format.ts";
 

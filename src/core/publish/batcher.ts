@@ -1,11 +1,5 @@
-import { BackendError, isProgressError } from "../errors.ts";
-import {
-  type AppendItem,
-  type AppendOptions,
-  type AppendResult,
-  PartialAppendError,
-  type StreamPort,
-} from "../port/port.ts";
+import type { AppendItem, AppendOptions, AppendResult, StreamPort } from "../port/port.ts";
+import { appendEach } from "./append.ts";
 
 interface Pending {
   readonly item: AppendItem;
@@ -108,24 +102,17 @@ export class Batcher {
 
   async #send(batch: Pending[]): Promise<void> {
     try {
-      const results = await this.#port.append(
+      // Part of a batch may be written (another cluster slot failed): each item gets its own answer.
+      const answers = await appendEach(
+        this.#port,
         batch.map((p) => p.item),
         this.#options,
+        false,
       );
       batch.forEach((p, i) => {
-        const result = results[i];
-        if (result) p.resolve(result);
-        else p.reject(new BackendError(`The ${this.#port.name} backend answered ${results.length} of ${batch.length}`));
-      });
-    } catch (cause) {
-      const error = this.#asError(cause);
-      // Part of the batch was written (another cluster slot failed): each item gets its own answer.
-      const partial = cause instanceof PartialAppendError ? cause.results : undefined;
-      batch.forEach((p, i) => {
-        const result = partial?.[i];
-        if (result === undefined) p.reject(error);
-        else if (result instanceof Error) p.reject(this.#asError(result));
-        else p.resolve(result);
+        const answer = answers[i];
+        if (answer instanceof Error) p.reject(answer);
+        else if (answer) p.resolve(answer);
       });
     } finally {
       this.#inFlight--;
@@ -137,11 +124,5 @@ export class Batcher {
       }
       if (this.#idle.length > 0) for (const wake of this.#idle.splice(0)) wake();
     }
-  }
-
-  #asError(cause: unknown): Error {
-    return isProgressError(cause)
-      ? cause
-      : new BackendError(`The ${this.#port.name} backend failed: ${String(cause)}`, { cause });
   }
 }
