@@ -28,7 +28,7 @@ import { type Job, Queue, QueueEvents } from "bullmq";
 import { createClient } from "redis";
 import { nodeRedis } from "../src/adapters/node-redis/index.ts";
 import { Progress } from "../src/core/progress.ts";
-import { decodeEvent } from "../src/core/wire/format.ts";
+import { decodeEvent } from "../src/core/wire/index.ts";
 import { toRequest, writeResponse } from "../src/node/index.ts";
 import { startRedis } from "../test/support/redis-server.ts";
 import { machine } from "./support/machine.ts";

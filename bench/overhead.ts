@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import * as z from "zod/mini";
 import type { AppendItem, AppendResult, StreamPort } from "../src/core/port/port.ts";
 import { Progress } from "../src/core/progress.ts";
-import { encodeUpdate, type ProgressUpdate } from "../src/core/wire/format.ts";
+import { encodeUpdate, type ProgressUpdate } from "../src/core/wire/index.ts";
 import { decodeAppend, encodeAppend } from "../src/redis/append.ts";
 import { machine } from "./support/machine.ts";
 import { markdownTable, textTable, writeSection } from "./support/results.ts";

@@ -19,7 +19,7 @@ import { memory } from "../src/adapters/memory/index.ts";
 import { nodeRedis } from "../src/adapters/node-redis/index.ts";
 import type { StreamPort } from "../src/core/port/port.ts";
 import { Progress } from "../src/core/progress.ts";
-import { encodeUpdate, type ProgressUpdate } from "../src/core/wire/format.ts";
+import { encodeUpdate, type ProgressUpdate } from "../src/core/wire/index.ts";
 import { encodeAppend } from "../src/redis/append.ts";
 import { APPEND_SCRIPT, APPEND_SHA } from "../src/redis/scripts.ts";
 import { startRedis } from "../test/support/redis-server.ts";

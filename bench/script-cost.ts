@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import { createClient } from "redis";
 import type { AppendItem } from "../src/core/port/port.ts";
-import { encodeUpdate } from "../src/core/wire/format.ts";
+import { encodeUpdate } from "../src/core/wire/index.ts";
 import { encodeAppend } from "../src/redis/append.ts";
 import { APPEND_SCRIPT } from "../src/redis/scripts.ts";
 import { startRedis } from "../test/support/redis-server.ts";

@@ -3,7 +3,7 @@
  * hand-written publisher would send for it (the raw baseline).
  */
 
-import type { ProgressUpdate } from "../../src/core/wire/format.ts";
+import type { ProgressUpdate } from "../../src/core/wire/index.ts";
 import { APPEND_SHA } from "../../src/redis/scripts.ts";
 
 /** Options every contender that writes progresscast's keys uses. */

@@ -22,7 +22,7 @@
  */
 import { type ConnectionOptions, type Job, type Processor, Queue, QueueEvents } from "bullmq";
 import type { Progress, PublishOptions, PublishResult } from "../core/progress.ts";
-import type { ProgressUpdate } from "../core/wire/format.ts";
+import type { ProgressUpdate } from "../core/wire/index.ts";
 
 /** A value given to `job.updateProgress`: a number, or an object. */
 export type JobProgressValue = string | boolean | number | object;

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { assertId, assertStreamId } from "../core/wire/format.ts";
+import { assertId, assertStreamId } from "../core/wire/index.ts";
 import {
   encodeUpdate,
   type Logger,

@@ -5,7 +5,8 @@
  * @module
  */
 
-export type { Authorize, SseOptions, WatchTarget } from "./deliver/sse.ts";
+export type { Authorize, WatchTarget } from "./deliver/http.ts";
+export type { SseOptions } from "./deliver/sse.ts";
 export type { WatchItem, WatchOptions } from "./deliver/watch.ts";
 export type { ServerMessage, WebSocketLike, WebSocketOptions } from "./deliver/websocket.ts";
 export * from "./errors.ts";
@@ -55,4 +56,4 @@ export {
   TERMINAL_STATUSES,
   WIRE_VERSION,
   type WireEvent,
-} from "./wire/format.ts";
+} from "./wire/index.ts";

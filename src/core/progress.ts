@@ -5,8 +5,10 @@
  *
  * @module
  */
+
+import { badRequest, type WatchTarget } from "./deliver/http.ts";
 import { Hub } from "./deliver/reader.ts";
-import { badRequest, type SseOptions, sseResponse, type WatchTarget } from "./deliver/sse.ts";
+import { type SseOptions, sseResponse } from "./deliver/sse.ts";
 import { type WatchItem, type WatchOptions, watchStream } from "./deliver/watch.ts";
 import { serveSession, type WebSocketLike, type WebSocketOptions } from "./deliver/websocket.ts";
 import { ConnectionClosedError, isProgressValidationError, ProgressValidationError } from "./errors.ts";
@@ -27,7 +29,7 @@ import {
   type ProgressEvent,
   type ProgressSnapshot,
   type ProgressUpdate,
-} from "./wire/format.ts";
+} from "./wire/index.ts";
 
 export type { PublishOptions } from "./publish/prepare.ts";
 export type { PublishResult, UnwrittenEvent } from "./publish/writer.ts";

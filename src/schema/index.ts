@@ -26,7 +26,7 @@ import {
   TS,
   TYPE_PATTERN,
   type WireEvent,
-} from "../core/wire/format.ts";
+} from "../core/wire/index.ts";
 
 /** The flat string fields of a v1 stream entry, as a zod schema. */
 export const WireEventSchema: z.ZodMiniType<WireEvent> = /* @__PURE__ */ z.object({

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
 import { sseMessage } from "../../src/core/deliver/sse.ts";
 import { Progress } from "../../src/core/progress.ts";
-import { decodeEvent, decodeSnapshot, isStreamId, STREAM_ID } from "../../src/core/wire/format.ts";
+import { decodeEvent, decodeSnapshot, isStreamId, STREAM_ID } from "../../src/core/wire/index.ts";
 import { uniquePrefix } from "../contract/suite.ts";
 import { redisInspector } from "../support/redis-inspector.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";

@@ -5,7 +5,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { defaultKeys, type KeyStrategy, keyPresets } from "../../src/core/port/keys.ts";
-import { ID_PATTERN } from "../../src/core/wire/format.ts";
+import { ID_PATTERN } from "../../src/core/wire/index.ts";
 
 const strategies: ReadonlyArray<readonly [string, KeyStrategy]> = [
   ["default (pc)", defaultKeys("pc")],

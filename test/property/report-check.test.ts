@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { memory } from "../../src/adapters/memory/index.ts";
 import { isProgressValidationError, type ProgressError } from "../../src/core/errors.ts";
 import { Progress } from "../../src/core/progress.ts";
-import type { ProgressUpdate } from "../../src/core/wire/format.ts";
+import type { ProgressUpdate } from "../../src/core/wire/index.ts";
 
 const id = fc.oneof(
   { weight: 4, arbitrary: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,20}$/) },

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { memory } from "../../src/adapters/memory/index.ts";
 import { isProgressValidationError, type ProgressError } from "../../src/core/errors.ts";
 import { Progress, type PublishOptions, type Target } from "../../src/core/progress.ts";
-import type { ProgressUpdate } from "../../src/core/wire/format.ts";
+import type { ProgressUpdate } from "../../src/core/wire/index.ts";
 import { problems } from "./valid-event.ts";
 
 const FIELDS = new Set([

@@ -2,7 +2,7 @@
  * What a decoded event may look like: the rules of the wire format, applied to
  * the typed event a watcher or an SSE client receives.
  */
-import type { ProgressEvent } from "../../src/core/wire/format.ts";
+import type { ProgressEvent } from "../../src/core/wire/index.ts";
 import {
   CID_PATTERN,
   ID_PATTERN,
@@ -12,7 +12,7 @@ import {
   STREAM_ID,
   TS,
   TYPE_PATTERN,
-} from "../../src/core/wire/format.ts";
+} from "../../src/core/wire/index.ts";
 
 const KEYS = new Set([
   "id",

@@ -10,7 +10,7 @@ import { ConnectionClosedError, type ProgressError } from "../../src/core/errors
 import type { ProgressOptions } from "../../src/core/options.ts";
 import type { StreamPort } from "../../src/core/port/port.ts";
 import { Progress } from "../../src/core/progress.ts";
-import type { ProgressUpdate } from "../../src/core/wire/format.ts";
+import type { ProgressUpdate } from "../../src/core/wire/index.ts";
 
 /** The memory backend, with a switch that makes every append fail as an unreachable Redis does. */
 function switchable(): { port: StreamPort; down: (v: boolean) => void } {

@@ -10,7 +10,7 @@ import { memory } from "../../src/adapters/memory/index.ts";
 import type { WebSocketLike } from "../../src/core/deliver/websocket.ts";
 import { isProgressValidationError, type ProgressError } from "../../src/core/errors.ts";
 import { Progress } from "../../src/core/progress.ts";
-import type { ProgressUpdate } from "../../src/core/wire/format.ts";
+import type { ProgressUpdate } from "../../src/core/wire/index.ts";
 import { toRequest, writeResponse } from "../../src/node/index.ts";
 
 async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {

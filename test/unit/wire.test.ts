@@ -10,7 +10,7 @@ import {
   MAX_DATA_BYTES,
   MAX_MESSAGE_LENGTH,
   type ProgressUpdate,
-} from "../../src/core/wire/format.ts";
+} from "../../src/core/wire/index.ts";
 import { ProgressUpdateSchema, WireEventSchema } from "../../src/schema/index.ts";
 
 const now = new Date("2026-11-22T14:30:00.000Z");

@@ -14,14 +14,7 @@
 import { Cluster, type ClusterNode, type ClusterOptions } from "ioredis";
 import { ConnectionClosedError, TimeoutError } from "../../core/errors.ts";
 import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
-import {
-  droppingOnStop,
-  type RedisCalls,
-  redisMethods,
-  toKeyEntries,
-  withDeadline,
-  xreadArgs,
-} from "../../redis/calls.ts";
+import { type RedisCalls, redisMethods, toKeyEntries, xreadArgs } from "../../redis/calls.ts";
 import {
   type ClusterCommands,
   ClusterWaiter,
@@ -29,6 +22,7 @@ import {
   DEFAULT_WAKE_CHANNEL,
   ScopeCopier,
 } from "../../redis/cluster.ts";
+import { droppingOnStop, withDeadline } from "../../redis/deadline.ts";
 import { mapError, quitOrDisconnect, readiness, sendArgs, sender } from "./replies.ts";
 
 /** The part of an ioredis `Cluster` (v5 or v6) this adapter calls, typed structurally. */

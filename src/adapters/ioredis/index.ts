@@ -11,15 +11,8 @@ import { Redis } from "ioredis";
 import { ProgressValidationError, TimeoutError } from "../../core/errors.ts";
 import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
 import { appendCall, decodeAppendCall } from "../../redis/append.ts";
-import {
-  blockTimeout,
-  type RedisCalls,
-  redisMethods,
-  silentFor,
-  toKeyEntries,
-  withDeadline,
-  xreadArgs,
-} from "../../redis/calls.ts";
+import { type RedisCalls, redisMethods, toKeyEntries, xreadArgs } from "../../redis/calls.ts";
+import { blockTimeout, silentFor, withDeadline } from "../../redis/deadline.ts";
 import { type IoRedisClusterClient, type IoRedisClusterConfig, ioredisCluster, isIoRedisCluster } from "./cluster.ts";
 import { quitOrDisconnect, readiness, sendArgs, sender } from "./replies.ts";
 

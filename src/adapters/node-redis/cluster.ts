@@ -13,14 +13,7 @@ import { createCluster, type RedisClusterOptions } from "redis";
 import { ConnectionClosedError, TimeoutError } from "../../core/errors.ts";
 import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
 import { sleep } from "../../core/util.ts";
-import {
-  droppingOnStop,
-  type RedisCalls,
-  redisMethods,
-  toKeyEntries,
-  withDeadline,
-  xreadArgs,
-} from "../../redis/calls.ts";
+import { type RedisCalls, redisMethods, toKeyEntries, xreadArgs } from "../../redis/calls.ts";
 import {
   type ClusterCommands,
   ClusterWaiter,
@@ -28,6 +21,7 @@ import {
   DEFAULT_WAKE_CHANNEL,
   ScopeCopier,
 } from "../../redis/cluster.ts";
+import { droppingOnStop, withDeadline } from "../../redis/deadline.ts";
 import { slotOf } from "../../redis/slot.ts";
 import { closeOrDestroy, isNoScript, mapError } from "./replies.ts";
 

@@ -10,15 +10,8 @@ import { createClient } from "redis";
 import { ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
 import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
 import { appendCall, decodeAppendCall } from "../../redis/append.ts";
-import {
-  blockTimeout,
-  type RedisCalls,
-  redisMethods,
-  silentFor,
-  toKeyEntries,
-  withDeadline,
-  xreadArgs,
-} from "../../redis/calls.ts";
+import { type RedisCalls, redisMethods, toKeyEntries, xreadArgs } from "../../redis/calls.ts";
+import { blockTimeout, silentFor, withDeadline } from "../../redis/deadline.ts";
 import {
   createOwnedCluster,
   isNodeRedisCluster,

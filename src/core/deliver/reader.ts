@@ -2,7 +2,7 @@ import { BackendError, isWrongTypeError } from "../errors.ts";
 import type { Logger, Metrics } from "../observe.ts";
 import type { StreamEntry, StreamPort } from "../port/port.ts";
 import { backoff, sleep } from "../util.ts";
-import { compareIds } from "../wire/format.ts";
+import { compareIds } from "../wire/index.ts";
 
 /** A key holds another type of value (as the adapter reported it, maybe wrapped once). */
 function isWrongType(error: unknown): boolean {

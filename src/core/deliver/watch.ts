@@ -9,7 +9,7 @@ import {
   isTerminal,
   type ProgressEvent,
   type ProgressSnapshot,
-} from "../wire/format.ts";
+} from "../wire/index.ts";
 import type { Hub, Listener } from "./reader.ts";
 
 /** One item of a watch: the snapshot first (or a reset), then events. */

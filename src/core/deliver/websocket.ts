@@ -1,7 +1,7 @@
 import { isSlowConsumerError } from "../errors.ts";
 import type { Logger, Metrics } from "../observe.ts";
-import { ID_PATTERN, isResumeId } from "../wire/format.ts";
-import { type Authorize, checkAuthorize, type WatchTarget } from "./sse.ts";
+import { ID_PATTERN, isResumeId } from "../wire/index.ts";
+import { type Authorize, checkAuthorize, type WatchTarget } from "./http.ts";
 import type { WatchItem, WatchOptions } from "./watch.ts";
 
 /**

@@ -2,7 +2,7 @@ import { isMissingGroupError, ProgressError, ProgressValidationError } from "../
 import type { Metrics } from "../observe.ts";
 import type { StreamEntry, StreamPort } from "../port/port.ts";
 import { sleep } from "../util.ts";
-import { decodeEvent, ID_PATTERN, isStreamId, type ProgressEvent } from "../wire/format.ts";
+import { decodeEvent, ID_PATTERN, isStreamId, type ProgressEvent } from "../wire/index.ts";
 
 /** Options of `progress.consume`. */
 export interface ConsumeOptions {

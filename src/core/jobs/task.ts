@@ -1,8 +1,8 @@
 import { ProgressValidationError } from "../errors.ts";
 import type { PublishOptions } from "../publish/prepare.ts";
 import type { PublishResult } from "../publish/writer.ts";
-import type { ProgressUpdate } from "../wire/format.ts";
-import { encodeUpdate, TYPE_PATTERN } from "../wire/format.ts";
+import type { ProgressUpdate } from "../wire/index.ts";
+import { encodeUpdate, TYPE_PATTERN } from "../wire/index.ts";
 
 /** Options of `progress.task`. */
 export interface TaskOptions {

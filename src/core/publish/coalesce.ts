@@ -1,4 +1,4 @@
-import type { ProgressUpdate } from "../wire/format.ts";
+import type { ProgressUpdate } from "../wire/index.ts";
 import {
   CID_PATTERN,
   encodeUpdate,
@@ -7,7 +7,7 @@ import {
   MAX_MESSAGE_LENGTH,
   STATUSES,
   TYPE_PATTERN,
-} from "../wire/format.ts";
+} from "../wire/index.ts";
 
 const STATUS_SET: ReadonlySet<string> = new Set(STATUSES);
 

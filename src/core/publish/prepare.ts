@@ -9,7 +9,7 @@
 import type { KeyStrategy } from "../port/keys.ts";
 import type { LegacyWrite } from "../port/legacy-writes.ts";
 import type { AppendItem, Fields } from "../port/port.ts";
-import { assertId, encodeUpdate, isTerminal, MAX_ETA_SECONDS, type ProgressUpdate } from "../wire/format.ts";
+import { assertId, encodeUpdate, isTerminal, MAX_ETA_SECONDS, type ProgressUpdate } from "../wire/index.ts";
 import { Estimator } from "./estimate.ts";
 
 /** Options of one publish. */
