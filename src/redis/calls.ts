@@ -1,4 +1,12 @@
 /**
+ * Folder `src/redis/`: what the Redis adapters share, imported by
+ * `src/adapters/*` only (a Biome rule keeps the core out). `lua/*.lua` are
+ * the commented script sources; `scripts.ts` is generated from them (text
+ * and SHA1); `append.ts` is the append call; this file the replies and the
+ * one-command port methods; `deadline.ts` client-side deadlines; `errors.ts`
+ * Redis error answers as typed errors; `cluster.ts` and `slot.ts` the slot
+ * grouping, scope copier and sharded waiter of Redis Cluster.
+ *
  * What the Redis adapters over TCP clients (node-redis, ioredis; a single
  * node and a cluster alike) share, runtime-agnostic: normalization of RESP2
  * and RESP3 replies, the read script, the port methods that are one command

@@ -1,4 +1,9 @@
 /**
+ * Folder `compat/`: the seeds' old layouts. The main path reaches them
+ * through one seam, `legacySeam` (called by `options.ts`): a port that reads
+ * old entries, native keys moved off old ones, and the old-format writes of
+ * an event. The lenient decoding of old fields is in `wire/lenient.ts`.
+ *
  * Legacy mode: while a deployment moves over, every native event is also
  * written the way the old consumers read it, in the same atomic script call.
  * Three layouts from hand-rolled Redis progress stacks are known:

@@ -1,3 +1,12 @@
+/**
+ * Folder `deliver/`: the read path. This file is the reader (one per
+ * manager: every watched stream read once, fanned out in memory); `watch.ts`
+ * turns it into one watcher's snapshot, history and live events; `sse.ts` and
+ * `websocket.ts` serve watchers over HTTP; `http.ts` holds what those share
+ * (the `authorize` hook, the resume id, the 400 answer).
+ *
+ * @module
+ */
 import { BackendError, isWrongTypeError } from "../errors.ts";
 import type { Logger, Metrics } from "../observe.ts";
 import type { StreamEntry, StreamPort } from "../port/port.ts";

@@ -1,3 +1,10 @@
+/**
+ * Folder `jobs/`: what a job does with the manager. This file is the task
+ * lifecycle (`progress.task`); `cancel.ts` keeps who listens for an
+ * operation's cancellation; `consume.ts` reads a scope through a consumer group.
+ *
+ * @module
+ */
 import { ProgressValidationError } from "../errors.ts";
 import type { PublishOptions } from "../publish/prepare.ts";
 import type { PublishResult } from "../publish/writer.ts";

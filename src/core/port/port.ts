@@ -1,4 +1,8 @@
 /**
+ * Folder `port/`: the `StreamPort` contract every backend implements (this
+ * file), the key strategies (`keys.ts`), and the old-format writes an append
+ * item may carry (`legacy-writes.ts`).
+ *
  * The one seam between the core and a backend. It speaks in the core's terms,
  * not in raw Redis commands, so each adapter can use whatever is fastest for
  * its transport. Strings cross the port: encoding and decoding of the wire

@@ -1,4 +1,11 @@
 /**
+ * Folder `publish/`: the write path. `prepare.ts` turns an update into an
+ * append item (encode, estimate, keys, legacy writes through the compat
+ * seam); `coalesce.ts` holds the newest `report` per operation; `batcher.ts`
+ * gathers concurrent first writes into one port call; `append.ts` is that
+ * call, partial-failure aware; `outbox.ts` holds what the backend did not
+ * take; this file sends, holds and resends; `estimate.ts` computes the ETA.
+ *
  * Writing prepared events: the first send (through the batcher), holding in
  * the outbox what the backend did not take, resending it, and reporting
  * failures. First writes and resends go through one partial-failure-aware
