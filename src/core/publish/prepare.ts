@@ -6,9 +6,8 @@
  * @module
  */
 
-import type { KeyStrategy } from "../port/keys.ts";
-import type { LegacyWrite } from "../port/legacy-writes.ts";
-import type { AppendItem, Fields } from "../port/port.ts";
+import type { ResolvedOptions } from "../options.ts";
+import type { AppendItem } from "../port/port.ts";
 import { assertId, encodeUpdate, isTerminal, MAX_ETA_SECONDS, type ProgressUpdate } from "../wire/index.ts";
 import { Estimator } from "./estimate.ts";
 
@@ -34,14 +33,8 @@ export interface PublishOptions {
   readonly restart?: boolean | undefined;
 }
 
-/** What preparing needs from the manager's options. */
-export interface PrepareOptions {
-  readonly keys: KeyStrategy;
-  /** Estimate the time remaining from the progress rate. */
-  readonly estimate: boolean;
-  /** Legacy mode's writes for old readers of an event, when it writes them. */
-  readonly legacyWrites?: ((fields: Fields, stateKey: string) => LegacyWrite[]) | undefined;
-}
+/** What preparing needs from the manager's options (`legacyWrites`: the compat seam). */
+export type PrepareOptions = Pick<ResolvedOptions, "keys" | "estimate" | "legacyWrites">;
 
 /** Turns updates into append items; keeps the per-operation progress rates for the estimate. */
 export class Preparer {
