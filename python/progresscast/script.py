@@ -1,7 +1,7 @@
 """The append script shipped with the package, and its argument layout.
 
-``lua/append.lua`` is generated from the TypeScript source of truth; its SHA1
-is in ``lua/scripts.json``. One call appends events for one or many
+``lua/append.lua`` is generated from the commented source
+``src/redis/lua/append.lua`` of the repository; its SHA1 is in ``lua/scripts.json``. One call appends events for one or many
 operations atomically (see docs/wire-format.md for KEYS, ARGV and the reply).
 """
 from __future__ import annotations

@@ -148,7 +148,8 @@ export interface PortCapabilities {
   /**
    * Keys are spread over Redis Cluster slots: an operation's keys must share a
    * hash tag (the default key strategy does; presets without one are refused),
-   * and a scope's copy of an event is a second write. @default false
+   * and a scope's copy of an event is a second write. Legacy mode's
+   * old-format writes are refused on such a port. @default false
    */
   readonly cluster?: boolean | undefined;
 }
