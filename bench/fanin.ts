@@ -61,6 +61,8 @@ const LABEL: Record<FaninVariant, string> = {
   bullmq: "BullMQ QueueEvents",
 };
 const READ_COMMANDS = ["xread", "xreadgroup", "xrange", "xrevrange"];
+/** Commands kept per row in RESULTS.json (by time taken in the window). */
+const TOP_COMMANDS = 8;
 
 const { values: flags } = parseArgs({
   options: {
@@ -102,7 +104,7 @@ const DRAIN_MS = QUICK ? 10_000 : 15_000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const us = (value: number): string => (Number.isFinite(value) ? `${fmtRate(value)} µs` : "n/a");
 
-const supervisor = supervise("fanin", QUICK ? 400 : 900);
+const supervisor = supervise("fanin", QUICK ? 600 : 1500);
 const { children, giveUp } = supervisor;
 const redis = await startRedis();
 supervisor.redis = redis;
@@ -150,6 +152,9 @@ interface Row {
   readonly deliveredMin?: number;
   readonly deliveredMax?: number;
   readonly subscribed?: number;
+  /** Setup times: the publisher creating the operations, the slowest server getting ready. */
+  readonly initMs?: number;
+  readonly readyMs?: number;
   readonly commands?: Record<string, { readonly calls: number; readonly usec: number }>;
 }
 
@@ -188,9 +193,11 @@ async function runCell(variant: FaninVariant, k: number, s: number): Promise<Row
   for (const c of [publisher, ...servers]) track(c);
   try {
     publisher.send({ type: "init", variant, redisUrl: redis.url, prefix, ops });
-    await publisher.next("initialized", 120_000);
+    const initMs = (await publisher.next("initialized", 120_000)).ms;
     for (const server of servers) server.send({ type: "start", variant, redisUrl: redis.url, prefix, ops });
-    await Promise.all(servers.map((server) => server.next("ready", 180_000)));
+    const readyMs = Math.max(
+      ...(await Promise.all(servers.map((server) => server.next("ready", 180_000)))).map((r) => r.ms),
+    );
     await sleep(500);
     const seconds = WARMUP_S + WINDOW_S + 0.5;
     publisher.send({ type: "run", rate: RATE, seconds });
@@ -222,17 +229,21 @@ async function runCell(variant: FaninVariant, k: number, s: number): Promise<Row
 
     const windowS = (b.at - a.at) / 1000;
     const published = b.published - a.published;
-    const commands: Record<string, { calls: number; usec: number }> = {};
+    const deltas: [string, { calls: number; usec: number }][] = [];
     for (const [name, after] of b.redis.commands) {
       const before = a.redis.commands.get(name) ?? { calls: 0, usec: 0 };
       if (after.calls > before.calls) {
-        commands[name] = { calls: after.calls - before.calls, usec: after.usec - before.usec };
+        deltas.push([name, { calls: after.calls - before.calls, usec: after.usec - before.usec }]);
       }
     }
-    const readName = READ_COMMANDS.filter((c) => commands[c] !== undefined).sort(
-      (x, y) => (commands[y]?.usec ?? 0) - (commands[x]?.usec ?? 0),
+    // The commands that took the most time in the window, for RESULTS.json.
+    deltas.sort((x, y) => y[1].usec - x[1].usec);
+    const commands = Object.fromEntries(deltas.slice(0, TOP_COMMANDS));
+    const all = new Map(deltas);
+    const readName = READ_COMMANDS.filter((c) => all.has(c)).sort(
+      (x, y) => (all.get(y)?.usec ?? 0) - (all.get(x)?.usec ?? 0),
     )[0];
-    const readStats = readName === undefined ? undefined : commands[readName];
+    const readStats = readName === undefined ? undefined : all.get(readName);
     let cpuUs = 0;
     let delivered = 0;
     let msPerS = 0;
@@ -268,6 +279,8 @@ async function runCell(variant: FaninVariant, k: number, s: number): Promise<Row
       deliveredMin: Math.min(...shares),
       deliveredMax: Math.max(...shares),
       subscribed,
+      initMs,
+      readyMs,
       commands,
     };
   } catch (error) {
@@ -286,12 +299,14 @@ console.log(
 const rows: Row[] = [];
 for (const { k, s } of CELLS) {
   for (const variant of RUN) {
+    const t0 = performance.now();
     const row = await runCell(variant, k, s);
+    const cellS = ((performance.now() - t0) / 1000).toFixed(0);
     rows.push(row);
     console.log(
       row.error
         ? `  K=${k} S=${s} ${LABEL[variant]}: did not run to the end: ${row.error}`
-        : `  K=${k} S=${s} ${LABEL[variant]}: Redis ${us(row.redisUsPerEvent ?? Number.NaN)}/event, ${row.read ? `${row.read.command} ${us(row.read.usPerCall)}/call` : "no reads"}, server ${us(row.serverUsPerEvent ?? Number.NaN)}/event, ${(row.serverMsPerS ?? 0).toFixed(0)} ms/s each, delivered ${(row.deliveredMin ?? 0).toFixed(2)}-${(row.deliveredMax ?? 0).toFixed(2)}`,
+        : `  K=${k} S=${s} ${LABEL[variant]}: Redis ${us(row.redisUsPerEvent ?? Number.NaN)}/event, ${row.read ? `${row.read.command} ${us(row.read.usPerCall)}/call` : "no reads"}, server ${us(row.serverUsPerEvent ?? Number.NaN)}/event, ${(row.serverMsPerS ?? 0).toFixed(0)} ms/s each, delivered ${(row.deliveredMin ?? 0).toFixed(2)}-${(row.deliveredMax ?? 0).toFixed(2)} (${cellS} s: operations created in ${row.initMs} ms, servers ready in ${row.readyMs} ms)`,
     );
   }
 }
@@ -372,13 +387,13 @@ const markdown = `## Fan-in: Redis and server CPU per event, by watched operatio
 
 Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB; Node ${m.node}; Redis ${redisVersion()} on loopback; ${m.date}.
 
-Command: \`${command}\`${command === "npx tsx bench/fanin.ts" ? " (run by `npm run bench`)" : ""}. One redis-server; S server processes, each watching the same K operations; one publisher process at ${fmtRate(RATE)} events/s round robin over the K operations. Measured over a ${WINDOW_S} s window after ${WARMUP_S} s of warm-up: Redis CPU (\`INFO cpu\`, sys + user) per event published in the window; the read command that took Redis the most time in the window (\`INFO commandstats\`) and its cost per call; server CPU (\`process.cpuUsage()\` of every server process) per event delivered in the window, and per second of each server. Delivered / expected: events each server received over the whole run against events published (the lowest server; every server must receive every event: 1.00).
+Command: \`${command}\`${command === "npx tsx bench/fanin.ts" ? " (run by `npm run bench`)" : ""}. One redis-server; S server processes, each watching the same K operations; one publisher process at ${fmtRate(RATE)} events/s round robin over the K operations. Measured over a ${WINDOW_S} s window after ${WARMUP_S} s of warm-up: Redis CPU (\`INFO cpu\`, sys + user) per event published in the window; the read command that took Redis the most time in the window (\`INFO commandstats\`) and its cost per call (Redis times a command on the wall clock, so that cost grows when other processes take the cores, while \`INFO cpu\` counts CPU time; a blocking reader that falls behind also reads more entries per call, fewer times); server CPU (\`process.cpuUsage()\` of every server process) per event delivered in the window, and per second of each server. Delivered / expected: events each server received over the whole run against events published (the lowest server; every server must receive every event: 1.00).
 
-${markdownTable(head, table)}
+${markdownTable(head, table, [true, true, false])}
 
 Scaling (the same measure, one cell against another; the goal for the live design is 1.50x or less):
 
-${markdownTable(scaleHead, scaleRows)}
+${markdownTable(scaleHead, scaleRows, [false])}
 
 ${outcome}${liveNote}
 
