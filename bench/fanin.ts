@@ -105,7 +105,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const us = (value: number): string => (Number.isFinite(value) ? `${fmtRate(value)} µs` : "n/a");
 
 const supervisor = supervise("fanin", QUICK ? 600 : 1500);
-const { children, giveUp } = supervisor;
+const { children } = supervisor;
 const redis = await startRedis();
 supervisor.redis = redis;
 const inspector = createClient({ url: redis.url, RESP: 2, name: "bench-inspector" });
@@ -161,12 +161,18 @@ interface Row {
 type Server = Child<ToFaninServer, FromFaninServer>;
 type Publisher = Child<ToFaninPublisher, FromFaninPublisher>;
 
-const track = (child: Server | Publisher): void => {
-  children.push(child as Child<unknown, { type: string }>);
-  void (child as Child<unknown, { readonly type: "error"; readonly message: string }>)
-    .next("error", 2 ** 31 - 1)
-    .then((e) => giveUp(`${child.process.spawnargs.at(-1)}: ${e.message}`))
-    .catch(() => {});
+/** Rejects when one of `list` reports an error: the cell ends there, the others still run. */
+const failureOf = (list: readonly (Server | Publisher)[]): Promise<never> => {
+  const failed = new Promise<never>((_, reject) => {
+    for (const child of list) {
+      void (child as Child<unknown, { readonly type: "error"; readonly message: string }>)
+        .next("error", 2 ** 31 - 1)
+        .then((e) => reject(new Error(`${child.process.spawnargs.at(-1)}: ${e.message}`)))
+        .catch(() => {});
+    }
+  });
+  failed.catch(() => {});
+  return failed;
 };
 const stop = async (list: readonly (Server | Publisher)[]): Promise<void> => {
   await Promise.all(
@@ -190,13 +196,15 @@ async function runCell(variant: FaninVariant, k: number, s: number): Promise<Row
   const servers: Server[] = Array.from({ length: s }, (_, i) =>
     forkChild("fanin-server.ts", `fanin server ${i + 1} ${variant} K=${k}`),
   );
-  for (const c of [publisher, ...servers]) track(c);
+  for (const c of [publisher, ...servers]) children.push(c as Child<unknown, { type: string }>);
+  const failed = failureOf([publisher, ...servers]);
+  const guard = <T>(step: Promise<T>): Promise<T> => Promise.race([step, failed]);
   try {
     publisher.send({ type: "init", variant, redisUrl: redis.url, prefix, ops });
-    const initMs = (await publisher.next("initialized", 120_000)).ms;
+    const initMs = (await guard(publisher.next("initialized", 120_000))).ms;
     for (const server of servers) server.send({ type: "start", variant, redisUrl: redis.url, prefix, ops });
     const readyMs = Math.max(
-      ...(await Promise.all(servers.map((server) => server.next("ready", 180_000)))).map((r) => r.ms),
+      ...(await guard(Promise.all(servers.map((server) => server.next("ready", 180_000))))).map((r) => r.ms),
     );
     await sleep(500);
     const seconds = WARMUP_S + WINDOW_S + 0.5;
@@ -206,11 +214,13 @@ async function runCell(variant: FaninVariant, k: number, s: number): Promise<Row
       const at = performance.now();
       for (const server of servers) server.send({ type: "mark" });
       publisher.send({ type: "stats" });
-      const [r, p, ...m] = await Promise.all([
-        redisCounters(),
-        publisher.next("stats", 30_000),
-        ...servers.map((server) => server.next("mark", 30_000)),
-      ]);
+      const [r, p, ...m] = await guard(
+        Promise.all([
+          redisCounters(),
+          publisher.next("stats", 30_000),
+          ...servers.map((server) => server.next("mark", 30_000)),
+        ]),
+      );
       return { at, redis: r, published: p.published, servers: m };
     };
     await sleep(WARMUP_S * 1000);
@@ -219,12 +229,14 @@ async function runCell(variant: FaninVariant, k: number, s: number): Promise<Row
     const subscribed = await subscribedConnections();
     await sleep((WINDOW_S * 1000) / 2);
     const b = await mark();
-    const pub = await done;
-    const counts = await Promise.all(
-      servers.map((server) => {
-        server.send({ type: "wait", count: pub.published, timeoutMs: DRAIN_MS });
-        return server.next("count", DRAIN_MS + 10_000);
-      }),
+    const pub = await guard(done);
+    const counts = await guard(
+      Promise.all(
+        servers.map((server) => {
+          server.send({ type: "wait", count: pub.published, timeoutMs: DRAIN_MS });
+          return server.next("count", DRAIN_MS + 10_000);
+        }),
+      ),
     );
 
     const windowS = (b.at - a.at) / 1000;

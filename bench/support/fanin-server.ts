@@ -17,11 +17,19 @@ import type { FromFaninServer, ToFaninServer } from "./children.ts";
 const send = (message: FromFaninServer): void => {
   if (process.connected) process.send?.(message);
 };
+const describe = (error: unknown): string => {
+  if (!(error instanceof Error)) return String(error);
+  const cause =
+    error.cause instanceof Error ? `\ncaused by ${error.cause.constructor.name}: ${describe(error.cause)}` : "";
+  return `${error.stack ?? error.message}${cause}`;
+};
 const fail = (error: unknown): void => {
-  send({ type: "error", message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  send({ type: "error", message: describe(error) });
 };
 /** Channels named in one SUBSCRIBE. */
 const SUBSCRIBE_BATCH = 500;
+/** Watches opened before waiting for their snapshots. */
+const WATCH_BATCH = 1000;
 
 let received = 0;
 const waiters = new Set<{ count: number; resolve(): void }>();
@@ -43,23 +51,34 @@ async function watchAll(message: Extract<ToFaninServer, { type: "start" }>): Pro
   const stop = new AbortController();
   setMaxListeners(0, stop.signal);
   process.on("disconnect", () => stop.abort());
-  const total = message.ops.length;
   let ready = 0;
-  await new Promise<void>((resolve, reject) => {
-    for (const op of message.ops) {
-      void (async () => {
-        let first = true;
-        for await (const item of progress.watch(op, { signal: stop.signal, maxQueue: 100_000 })) {
-          if (first) {
-            first = false;
-            if (++ready === total) resolve();
-          }
-          // The history replayed after the snapshot (each operation's first event) is not counted: only the run's events carry `t`.
-          if (item.kind === "event" && item.event.data?.t !== undefined) count();
-        }
-      })().catch(reject);
+  let failure: unknown;
+  const watchOne = async (op: string): Promise<void> => {
+    let first = true;
+    for await (const item of progress.watch(op, { signal: stop.signal, maxQueue: 100_000 })) {
+      if (first) {
+        first = false;
+        ready++;
+      }
+      // The history replayed after the snapshot (each operation's first event) is not counted: only the run's events carry `t`.
+      if (item.kind === "event" && item.event.data?.t !== undefined) count();
     }
-  });
+  };
+  // Watches open a batch at a time, as connections arrive over time: each batch waits for its snapshots.
+  for (let i = 0; i < message.ops.length; i += WATCH_BATCH) {
+    for (const op of message.ops.slice(i, i + WATCH_BATCH)) {
+      watchOne(op).catch((error: unknown) => {
+        if (failure === undefined) fail(error);
+        failure ??= error;
+      });
+    }
+    const target = Math.min(message.ops.length, i + WATCH_BATCH);
+    for (let waited = 0; ready < target && failure === undefined; waited += 5) {
+      if (waited > 120_000) throw new Error(`${ready} of ${target} watches got their snapshot within 120 s`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    if (failure !== undefined) return;
+  }
 }
 
 async function subscribeAll(message: Extract<ToFaninServer, { type: "start" }>): Promise<void> {
