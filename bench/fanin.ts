@@ -155,7 +155,8 @@ interface Row {
   /** Setup times: the publisher creating the operations, the slowest server getting ready. */
   readonly initMs?: number;
   readonly readyMs?: number;
-  readonly commands?: Record<string, { readonly calls: number; readonly usec: number }>;
+  /** The costliest commands of the window (`INFO commandstats` deltas): `"<calls> calls, <usec> usec"`. */
+  readonly commands?: Record<string, string>;
 }
 
 type Server = Child<ToFaninServer, FromFaninServer>;
@@ -250,7 +251,9 @@ async function runCell(variant: FaninVariant, k: number, s: number): Promise<Row
     }
     // The commands that took the most time in the window, for RESULTS.json.
     deltas.sort((x, y) => y[1].usec - x[1].usec);
-    const commands = Object.fromEntries(deltas.slice(0, TOP_COMMANDS));
+    const commands = Object.fromEntries(
+      deltas.slice(0, TOP_COMMANDS).map(([name, d]) => [name, `${d.calls} calls, ${d.usec} usec`]),
+    );
     const all = new Map(deltas);
     const readName = READ_COMMANDS.filter((c) => all.has(c)).sort(
       (x, y) => (all.get(y)?.usec ?? 0) - (all.get(x)?.usec ?? 0),
