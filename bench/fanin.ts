@@ -27,13 +27,19 @@
  * - `bullmq`: BullMQ `QueueEvents` listening for `progress` in each server;
  *   the publisher calls `job.updateProgress()` on K jobs.
  *
- * Run: `npx tsx bench/fanin.ts` (run by `npm run bench`; about 5 minutes on 2
- * cores). Options: --variants raw,xread,live,bullmq (the ones to run, e.g.
- * `--variants live` for one), --quick (K = 100 and 1,000 only, 4 s windows),
- * --cells 100x1,1000x4 (K x S, instead of the default ones), --seconds (window),
- * --warmup (seconds), --rate (events/s, 1000), --dry-run (do not write
- * bench/RESULTS.md). Loopback only; stops everything it started; exits 1 when
- * a server missed or duplicated events, 2 when it cannot run or gives up.
+ * Cells (K x S): 100x1, 1000x1, 10000x1, 1000x4, 10000x4; each variant in a
+ * cell gets fresh processes and an emptied Redis.
+ *
+ * Run: `npx tsx bench/fanin.ts` (run by `npm run bench`; about 6 minutes on 2
+ * cores). One variant: `npx tsx bench/fanin.ts --variants live` (or
+ * `--variants raw,live` to see it beside the floor). Options: --variants
+ * raw,xread,live,bullmq (the ones to run), --quick (K = 100 and 1,000 only,
+ * 4 s windows), --cells 100x1,1000x4 (K x S, instead of the default ones),
+ * --seconds (window), --warmup (seconds), --rate (events/s, 1000), --dry-run
+ * (do not write bench/RESULTS.md). Whatever runs, the section is rewritten with
+ * the rows of this run only. Loopback only; stops everything it started; exits
+ * 1 when a server missed or duplicated events, 2 when it cannot run, gives up,
+ * or a cell did not run to the end (that cell's row says why).
  */
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
@@ -371,19 +377,25 @@ const kHi = Math.max(...oneServer);
 const sPairs = [...new Set(CELLS.filter((c) => c.s > 1).map((c) => c.k))]
   .filter((k) => CELLS.some((c) => c.k === k && c.s === 1))
   .map((k) => ({ k, s: Math.max(...CELLS.filter((c) => c.k === k).map((c) => c.s)) }));
+/** K against K with one server, when the cells hold two sizes of K at S = 1. */
+const byK = kHi > kLo;
 const scaleHead = [
   "variant",
-  `Redis CPU/event: K=${fmtRate(kHi)} vs K=${fmtRate(kLo)} (S=1)`,
+  ...(byK ? [`Redis CPU/event: K=${fmtRate(kHi)} vs K=${fmtRate(kLo)} (S=1)`] : []),
   ...sPairs.map((p) => `Redis CPU/event: S=${p.s} vs S=1 (K=${fmtRate(p.k)})`),
-  `server CPU/event: K=${fmtRate(kHi)} vs K=${fmtRate(kLo)} (S=1)`,
+  ...(byK ? [`server CPU/event: K=${fmtRate(kHi)} vs K=${fmtRate(kLo)} (S=1)`] : []),
 ];
 const scaleRows = RUN.map((v) => [
   LABEL[v],
-  fmtRatio(ratio(find(v, kHi, 1)?.redisUsPerEvent, find(v, kLo, 1)?.redisUsPerEvent)),
+  ...(byK ? [fmtRatio(ratio(find(v, kHi, 1)?.redisUsPerEvent, find(v, kLo, 1)?.redisUsPerEvent))] : []),
   ...sPairs.map((p) => fmtRatio(ratio(find(v, p.k, p.s)?.redisUsPerEvent, find(v, p.k, 1)?.redisUsPerEvent))),
-  fmtRatio(ratio(find(v, kHi, 1)?.serverUsPerEvent, find(v, kLo, 1)?.serverUsPerEvent)),
+  ...(byK ? [fmtRatio(ratio(find(v, kHi, 1)?.serverUsPerEvent, find(v, kLo, 1)?.serverUsPerEvent))] : []),
 ]);
-console.log(`\n${textTable(head, table)}\n\n${textTable(scaleHead, scaleRows)}`);
+const scales = scaleHead.length > 1;
+console.log(`\n${textTable(head, table)}${scales ? `\n\n${textTable(scaleHead, scaleRows)}` : ""}`);
+const scaling = scales
+  ? `Scaling (the same measure, one cell against another; the goal for the live design is 1.50x or less):\n\n${markdownTable(scaleHead, scaleRows, [false])}\n\n`
+  : "";
 
 const complete = rows.filter((r) => !r.error);
 const missed = complete.filter((r) => r.deliveredMin !== 1 || r.deliveredMax !== 1);
@@ -406,11 +418,7 @@ Command: \`${command}\`${command === "npx tsx bench/fanin.ts" ? " (run by `npm r
 
 ${markdownTable(head, table, [true, true, false])}
 
-Scaling (the same measure, one cell against another; the goal for the live design is 1.50x or less):
-
-${markdownTable(scaleHead, scaleRows, [false])}
-
-${outcome}${liveNote}
+${scaling}${outcome}${liveNote}
 
 What each variant runs: **raw** is the floor: a bare Lua script per event (\`XADD MAXLEN ~ 1000\` + \`HSET\` + \`PUBLISH\` of \`[id, field, value, ...]\` as JSON on a channel named as the operation's stream; streams created beforehand), each server \`SUBSCRIBE\`d to the K channels (node-redis, 500 a command) and parsing every message. **progresscast** rows: \`createProgress({ port: nodeRedis(...), liveChannels })\` in every process, \`progress.watch(op)\` once per operation per server, the publisher calling \`progress.publish()\` without throttling. **BullMQ**: \`QueueEvents\` (ioredis) listening for \`progress\` in every server, the publisher calling \`job.updateProgress()\` on K jobs.
 `;
