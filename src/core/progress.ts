@@ -11,8 +11,9 @@ import {
   ProgressValidationError,
 } from "./errors.ts";
 import { Estimator } from "./estimate.ts";
-import { Hub } from "./hub.ts";
+import { Hub, type Reader } from "./hub.ts";
 import { legacyWrites } from "./legacy.ts";
+import { LiveReader } from "./live.ts";
 import { noMetrics } from "./observe.ts";
 import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import { Outbox, type OutboxEntry, type OutboxOutcome } from "./outbox.ts";
@@ -161,7 +162,7 @@ export class Progress implements AsyncDisposable {
   readonly #reports = new Set<Promise<unknown>>();
   readonly #closing = new AbortController();
   #closed: Promise<FlushResult> | undefined;
-  #hub: Hub | undefined;
+  #hub: Reader | undefined;
   readonly #cancelListeners = new Map<string, Set<(reason: string) => void>>();
 
   /** @throws {ProgressValidationError} for bad options. */
@@ -577,14 +578,28 @@ export class Progress implements AsyncDisposable {
     return typeof target === "string" ? { op: target } : { scope: target.scope };
   }
 
-  #hubFor(): Hub {
-    this.#hub ??= new Hub(this.#o.port, {
-      blockMs: this.#o.blockMs,
-      maxReadFailures: this.#o.maxReadFailures,
-      logger: this.#o.logger,
-      metrics: this.#o.metrics,
-      closed: this.#closing.signal,
-    });
+  /** The manager's reader: live channels where the backend has them, else one blocking read (or poll). */
+  #hubFor(): Reader {
+    if (this.#hub) return this.#hub;
+    const blocking = (): Hub =>
+      new Hub(this.#o.port, {
+        blockMs: this.#o.blockMs,
+        maxReadFailures: this.#o.maxReadFailures,
+        logger: this.#o.logger,
+        metrics: this.#o.metrics,
+        closed: this.#closing.signal,
+      });
+    const live = this.#o.port.live?.bind(this.#o.port);
+    this.#hub =
+      live && this.#o.liveChannels
+        ? new LiveReader(this.#o.port, live, {
+            logger: this.#o.logger,
+            metrics: this.#o.metrics,
+            closed: this.#closing.signal,
+            maxReadFailures: this.#o.maxReadFailures,
+            fallback: blocking,
+          })
+        : blocking();
     return this.#hub;
   }
 

@@ -1,5 +1,5 @@
 import { type BackendError, isConnectionClosedError, SlowConsumerError } from "./errors.ts";
-import type { Hub, Listener } from "./hub.ts";
+import type { Listener, Reader } from "./hub.ts";
 import type { Metrics } from "./observe.ts";
 import type { OperationRead, StreamEntry, StreamPort } from "./port.ts";
 import { backoff, sleep } from "./util.ts";
@@ -57,7 +57,7 @@ export interface WatchOptions {
 /** What a watch needs from its manager. */
 export interface WatchContext {
   readonly port: StreamPort;
-  readonly hub: Hub;
+  readonly hub: Reader;
   readonly metrics: Metrics;
   readonly closed: AbortSignal;
 }
@@ -381,7 +381,7 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
     if (this.#subscribed) return;
     this.#subscribed = true;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
-    this.#unsubscribe = this.#ctx.hub.subscribe(this.#keys.events, this.#lastId, this);
+    this.#unsubscribe = this.#ctx.hub.subscribe(this.#keys.events, this.#lastId, this, this.#single);
   }
 
   /**
