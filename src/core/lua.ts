@@ -25,7 +25,8 @@ export interface AppendScriptParts {
  * then per item: flags, progress ("" when absent), field count, fields.
  * Fields start with `v`, `op`, `seq` so `seq` is at a known place; when the
  * last field is `attempt` the script sets its value.
- * Flags: 1 allow backwards, 2 allow after terminal, 4 has scope, 8 terminal, 16 restart.
+ * Flags: 1 allow backwards, 2 allow after terminal, 4 has scope, 8 terminal, 16 restart,
+ * 32 status `queued` (refused as backwards after `running` in the same attempt).
  * Reply per item: { code, id, seq, cancel, attempt }.
  *
  * Robust to any string in the snapshot: a stored `progress`, `seq`,
@@ -79,7 +80,7 @@ local code='ok'
 if not restart then
 local sp=num(st[2])
 if flags%4<2 and ended then code='terminal'
-elseif flags%2==0 and p and sp and p<sp then code='backwards' end
+elseif flags%2==0 and ((p and sp and p<sp) or (flags%64>=32 and st[1]=='running')) then code='backwards' end
 end
 if code=='ok' then
 seq=seq+1
@@ -165,7 +166,7 @@ redis.call('EXPIRE',KEYS[1],ARGV[2])
 return 1`;
 
 /** SHA1 of {@link APPEND_SCRIPT}, as `SCRIPT LOAD` answers it. */
-export const APPEND_SHA = "fca17852ff39985ca57e0bfb24735bd40b110e7b";
+export const APPEND_SHA = "6a34f999eb8a0375f4e1f28d07fe2248673b6e95";
 /** SHA1 of {@link CANCEL_SCRIPT}, as `SCRIPT LOAD` answers it. */
 export const CANCEL_SHA = "15bc836cc8ad58a4091b7dcd80230f3de9835606";
 
@@ -195,7 +196,8 @@ export function encodeAppend(items: readonly AppendItem[], options: AppendOption
       (item.allowAfterTerminal ? 2 : 0) |
       (item.scopeKey ? 4 : 0) |
       (item.terminal ? 8 : 0) |
-      (item.restart ? 16 : 0);
+      (item.restart ? 16 : 0) |
+      (item.fields.status === "queued" ? 32 : 0);
     const at = args.length;
     args.push(String(flags), item.fields.progress ?? "", "");
     const { fields } = item;
