@@ -40,7 +40,9 @@ export function attemptsTests(harness: () => Harness, make: Make): void {
     it("within an attempt a status never goes back: queued after running is refused, a restart goes back to queued", async () => {
       const { progress } = make({ estimate: false });
       expect(await progress.publish("order", { status: "queued" })).toMatchObject({ ok: true, seq: 1 });
-      expect(await progress.publish("order", { status: "queued", message: "still waiting" })).toMatchObject({ ok: true });
+      expect(await progress.publish("order", { status: "queued", message: "still waiting" })).toMatchObject({
+        ok: true,
+      });
       expect(await progress.publish("order", { status: "running" })).toMatchObject({ ok: true, seq: 3 });
       // A queued event that arrives late (another process's) changes nothing.
       expect(await progress.publish("order", { status: "queued" })).toMatchObject({
@@ -49,7 +51,9 @@ export function attemptsTests(harness: () => Harness, make: Make): void {
         seq: 3,
       });
       expect(await progress.get("order")).toMatchObject({ status: "running", seq: 3 });
-      expect(await progress.publish("order", { status: "queued" }, { allowBackwards: true })).toMatchObject({ ok: true });
+      expect(await progress.publish("order", { status: "queued" }, { allowBackwards: true })).toMatchObject({
+        ok: true,
+      });
       await progress.publish("order", { status: "running" });
       // A retried job waits again in its next attempt.
       const retry = await progress.publish("order", { type: "retry", status: "queued" }, { restart: true });
