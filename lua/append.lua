@@ -36,7 +36,7 @@ local code='ok'
 if not restart then
 local sp=num(st[2])
 if flags%4<2 and ended then code='terminal'
-elseif flags%2==0 and p and sp and p<sp then code='backwards' end
+elseif flags%2==0 and ((p and sp and p<sp) or (flags%64>=32 and st[1]=='running')) then code='backwards' end
 end
 if code=='ok' then
 seq=seq+1

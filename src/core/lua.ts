@@ -26,6 +26,7 @@ export interface AppendScriptParts {
  * Fields start with `v`, `op`, `seq` so `seq` is at a known place; when the
  * last field is `attempt` the script sets its value.
  * Flags: 1 allow backwards, 2 allow after terminal, 4 has scope, 8 terminal, 16 restart,
+ * 32 status `queued` (refused as backwards after `running` in the same attempt),
  * 64 publish on live channels with SPUBLISH (Redis Cluster) rather than PUBLISH.
  * Live channels: each written entry (and its scope copy) is published on a
  * channel named like its stream key, as the JSON array `[id, field, value, ...]`.
@@ -82,7 +83,7 @@ local code='ok'
 if not restart then
 local sp=num(st[2])
 if flags%4<2 and ended then code='terminal'
-elseif flags%2==0 and p and sp and p<sp then code='backwards' end
+elseif flags%2==0 and ((p and sp and p<sp) or (flags%64>=32 and st[1]=='running')) then code='backwards' end
 end
 if code=='ok' then
 seq=seq+1
@@ -171,7 +172,7 @@ redis.call('EXPIRE',KEYS[1],ARGV[2])
 return 1`;
 
 /** SHA1 of {@link APPEND_SCRIPT}, as `SCRIPT LOAD` answers it. */
-export const APPEND_SHA = "75d6ce500f5beed2ae495c45c18641dbec2a1510";
+export const APPEND_SHA = "fa8330596d933c52c5bb15eac1bd47d476ea9ba1";
 /** SHA1 of {@link CANCEL_SCRIPT}, as `SCRIPT LOAD` answers it. */
 export const CANCEL_SHA = "15bc836cc8ad58a4091b7dcd80230f3de9835606";
 
@@ -202,6 +203,7 @@ export function encodeAppend(items: readonly AppendItem[], options: AppendOption
       (item.scopeKey ? 4 : 0) |
       (item.terminal ? 8 : 0) |
       (item.restart ? 16 : 0) |
+      (item.fields.status === "queued" ? 32 : 0) |
       (sharded ? 64 : 0);
     const at = args.length;
     args.push(String(flags), item.fields.progress ?? "", "");

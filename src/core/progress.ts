@@ -237,8 +237,9 @@ export class Progress implements AsyncDisposable {
    * ```
    */
   async publish(op: string, update: ProgressUpdate, options: PublishOptions = {}): Promise<PublishResult> {
-    const item = this.#prepare(op, update, options ?? {});
+    // What is held of this operation goes first, stamped before this event, so time never goes back in its history.
     this.#coalescer.flushOp(op);
+    const item = this.#prepare(op, update, options ?? {});
     return await this.#send(item, update.cid, true);
   }
 

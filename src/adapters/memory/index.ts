@@ -175,7 +175,8 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
       if (!item.allowAfterTerminal && ended) return { ok: false, refused: "terminal", seq, cancelled };
       const p = num(item.fields.progress);
       const stored = num(state?.progress);
-      if (!item.allowBackwards && p !== undefined && stored !== undefined && p < stored) {
+      const statusBack = item.fields.status === "queued" && state?.status === "running";
+      if (!item.allowBackwards && ((p !== undefined && stored !== undefined && p < stored) || statusBack)) {
         return { ok: false, refused: "backwards", seq, cancelled };
       }
     }
