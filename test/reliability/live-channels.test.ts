@@ -45,36 +45,41 @@ describe("live channels", () => {
   it.each([
     ["without persistence", "none"],
     ["with an append-only file", "aof"],
-  ] as const)("no watcher hangs across 25 SIGKILL restarts of Redis %s", async (_, persistence) => {
-    const server = await startRedis([], { persistence });
-    open.push(server);
-    const { publisher, watching } = managers(server);
-    for (let round = 1; round <= 25; round++) {
-      const op = `restart-${round}`;
-      await publisher.publish(op, { status: "running", progress: 1 });
-      const watchers = [collect(watching.watch(op)), collect(watching.watch(op))];
-      await until(() => watchers.every((w) => seqs(w.items).includes(1)), `round ${round}: both watchers live`);
-      await publisher.publish(op, { progress: 2 });
-      await server.stop({ crash: true });
-      await server.start();
-      await publishSurely(publisher, op, { progress: 3 });
-      await publishSurely(publisher, op, { status: "completed", progress: 100 });
-      const ends = watchers.map((w) => Promise.race([w.done, new Promise((r) => setTimeout(r, 15_000))]));
-      await Promise.all(ends);
-      for (const w of watchers) {
-        const last = w.items.at(-1);
-        expect(last?.kind === "event" ? last.event.status : last?.kind, `round ${round}: ${JSON.stringify(w.items)}`).toBe(
-          "completed",
-        );
-        expect(w.error).toBeUndefined();
-        // In order and once since the last reset (a reset only when Redis lost data).
-        const after = sinceReset(w);
-        expect(after).toEqual([...after].sort((a, b) => a - b));
-        expect(new Set(after).size).toBe(after.length);
-        if (persistence === "aof") expect(w.items.some((i) => i.kind === "reset")).toBe(false);
+  ] as const)(
+    "no watcher hangs across 25 SIGKILL restarts of Redis %s",
+    async (_, persistence) => {
+      const server = await startRedis([], { persistence });
+      open.push(server);
+      const { publisher, watching } = managers(server);
+      for (let round = 1; round <= 25; round++) {
+        const op = `restart-${round}`;
+        await publisher.publish(op, { status: "running", progress: 1 });
+        const watchers = [collect(watching.watch(op)), collect(watching.watch(op))];
+        await until(() => watchers.every((w) => seqs(w.items).includes(1)), `round ${round}: both watchers live`);
+        await publisher.publish(op, { progress: 2 });
+        await server.stop({ crash: true });
+        await server.start();
+        await publishSurely(publisher, op, { progress: 3 });
+        await publishSurely(publisher, op, { status: "completed", progress: 100 });
+        const ends = watchers.map((w) => Promise.race([w.done, new Promise((r) => setTimeout(r, 15_000))]));
+        await Promise.all(ends);
+        for (const w of watchers) {
+          const last = w.items.at(-1);
+          expect(
+            last?.kind === "event" ? last.event.status : last?.kind,
+            `round ${round}: ${JSON.stringify(w.items)}`,
+          ).toBe("completed");
+          expect(w.error).toBeUndefined();
+          // In order and once since the last reset (a reset only when Redis lost data).
+          const after = sinceReset(w);
+          expect(after).toEqual([...after].sort((a, b) => a - b));
+          expect(new Set(after).size).toBe(after.length);
+          if (persistence === "aof") expect(w.items.some((i) => i.kind === "reset")).toBe(false);
+        }
       }
-    }
-  }, 240_000);
+    },
+    240_000,
+  );
 
   it("a killed subscriber connection is replaced and every event arrives in order, once", async () => {
     const server = await startRedis();
@@ -88,7 +93,8 @@ describe("live channels", () => {
     await until(() => seqs(w.items).includes(1), "live");
     for (let i = 1; i <= 60; i++) {
       await publisher.publish("kill-1", { progress: i });
-      if (i % 20 === 0) expect(Number(await admin.sendCommand(["CLIENT", "KILL", "TYPE", "pubsub"]))).toBeGreaterThan(0);
+      if (i % 20 === 0)
+        expect(Number(await admin.sendCommand(["CLIENT", "KILL", "TYPE", "pubsub"]))).toBeGreaterThan(0);
     }
     await publisher.publish("kill-1", { status: "completed", progress: 100 });
     await w.done;
