@@ -6,6 +6,8 @@
  * values); the server's counters witness what crossed HTTP.
  */
 import { randomUUID } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { createClient } from "redis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -344,6 +346,34 @@ describe("upstashLive", () => {
     expect(refusing.openRequests).toBe(0);
     await sleep(100);
     expect(handler.failures).toHaveLength(1);
+  });
+
+  it("a 404, or one JSON reply where a stream was asked for, counts as a refusal too", async () => {
+    // An HTTP endpoint of its own: these are answers of REST servers other than the test server.
+    const cases: [string, number, string][] = [
+      ["/a", 404, "Not Found"],
+      ["/b", 200, '{"result":1}'],
+    ];
+    const http = createServer((req, res) => {
+      const [, status, body] = cases.find(([path]) => req.url?.startsWith(`${path}/subscribe/`)) ?? ["", 500, "?"];
+      res.writeHead(status, { "content-type": "application/json" }).end(body);
+    });
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = http.address() as AddressInfo;
+      for (const [path, status, body] of cases) {
+        const handler = recorder();
+        const subscription = upstashLive({ url: `http://127.0.0.1:${port}${path}`, token: "t" }, handler);
+        opened.push(subscription);
+        await expect(subscription.add([key("elsewhere")])).rejects.toThrow(
+          `refused a streaming subscribe (${status} ${body})`,
+        );
+        expect(handler.failures).toHaveLength(1);
+      }
+    } finally {
+      http.closeAllConnections();
+      await new Promise((resolve) => http.close(resolve));
+    }
   });
 
   it("a wrong token fails for good (401), not in a retry loop", async () => {

@@ -169,7 +169,7 @@ export function decodeLiveMessage(payload: string): StreamEntry | null {
  * read started after it misses nothing. Keys are counted: a key added twice
  * is followed until it was removed twice. A dropped stream is reopened with
  * jittered backoff and `handler.resumed()` is called once it is back; a
- * refused one (a 4xx answer such as 404, 405 or 401, or a JSON answer instead
+ * refused one (a 4xx answer such as 404, 405 or 401, or one JSON reply instead
  * of a stream) calls `handler.failed()` once and ends everything, as does
  * `maxAttempts` failed reconnects in a row.
  *
@@ -337,39 +337,45 @@ export function upstashLive(options: UpstashLiveOptions, handler: LiveHandler): 
       await response.body?.cancel().catch(() => {});
       return;
     }
-    const type = response.headers.get("content-type") ?? "";
-    if (!response.ok || type.includes("json") || !response.body) {
+    const refused = (detail: string): void =>
+      fail(
+        new BackendError(
+          `The Upstash endpoint refused a streaming subscribe (${detail}): live events fall back to polling.`,
+        ),
+      );
+    if (!response.ok || !response.body) {
       const text = await response.text().catch(() => "");
       if (!current()) return;
       const detail = `${response.status} ${text.slice(0, 200)}`.trim();
-      if (response.ok || isRefusal(response.status)) {
-        fail(
-          new BackendError(
-            `The Upstash endpoint refused a streaming subscribe (${detail}): live events fall back to polling.`,
-          ),
-        );
-      } else {
-        dropped(upstream, new BackendError(`The Upstash subscribe request failed: ${detail}`));
-      }
+      if (response.ok || isRefusal(response.status)) refused(detail);
+      else dropped(upstream, new BackendError(`The Upstash subscribe request failed: ${detail}`));
       return;
     }
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
+    // A server that runs `subscribe` as an ordinary command answers one JSON reply, not a stream.
+    let streaming = false;
+    let head = "";
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done || !current()) break;
-        buffer += decoder.decode(value, { stream: true });
+        const text = decoder.decode(value, { stream: true });
+        if (!streaming && head.length < 200) head += text;
+        buffer += text;
         const lines = buffer.split("\n");
         buffer = lines.pop() ?? "";
         if (buffer.length > 1_048_576) throw new BackendError("A line of the Upstash subscribe stream passed 1 MiB");
         for (const line of lines) {
           if (!current()) break;
+          if (line.startsWith("data:")) streaming = true;
           onLine(upstream, line.endsWith("\r") ? line.slice(0, -1) : line);
         }
       }
-      if (current()) dropped(upstream, new BackendError("The Upstash subscribe stream ended"));
+      if (!current()) return;
+      if (!streaming && /^\s*[{[]/.test(head)) refused(`${response.status} ${head.slice(0, 200).trim()}`);
+      else dropped(upstream, new BackendError("The Upstash subscribe stream ended"));
     } catch (error) {
       if (current()) dropped(upstream, error);
     } finally {
