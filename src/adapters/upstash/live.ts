@@ -65,6 +65,10 @@ export interface UpstashLiveOptions {
   readonly token: string;
   /**
    * The `fetch` to open streams with (a runtime's own, or one that adds headers).
+   * On Node the global `fetch` ends a response body that stayed silent for
+   * 300 s (undici's `bodyTimeout`), so an idle stream is reopened every five
+   * minutes: one request, and a `resumed()` that asks for a catch-up read. A
+   * `fetch` whose dispatcher has `bodyTimeout: 0` keeps it open.
    * @default the global `fetch`, looked up at each call
    */
   readonly fetch?: typeof fetch | undefined;
@@ -442,12 +446,16 @@ export function upstashLive(options: UpstashLiveOptions, handler: LiveHandler): 
   const chunk = (keys: readonly string[]): string[][] => {
     const groups: string[][] = [];
     let group: string[] = [];
+    let length = pathLength([]);
     for (const key of keys) {
-      if (group.length > 0 && pathLength([...group, key]) > maxPathLength) {
+      const size = pathLength([key]) - pathLength([]);
+      if (group.length > 0 && length + size > maxPathLength) {
         groups.push(group);
         group = [];
+        length = pathLength([]);
       }
       group.push(key);
+      length += size;
     }
     if (group.length > 0) groups.push(group);
     return groups;
