@@ -1,4 +1,5 @@
-import { defineConfig } from "tsup";
+import { rmSync } from "node:fs";
+import { defineConfig, type Options } from "tsup";
 
 /** Build entries: each is one package.json `exports` subpath (checked by scripts/check-exports.ts). */
 export const entries: Record<string, string> = {
@@ -20,19 +21,32 @@ export const entries: Record<string, string> = {
  * Executables: built like the entries but reached through package.json `bin`,
  * not `exports` (so scripts/check-exports.ts leaves them out). The source
  * starts with `#!/usr/bin/env node`, which the build keeps and marks executable.
+ * ESM only: the command awaits at top level, which CommonJS cannot.
  */
 export const binEntries: Record<string, string> = {
   "cli/index": "src/cli/index.ts",
 };
 
-export default defineConfig({
-  entry: { ...entries, ...binEntries },
-  format: ["esm"],
+const shared: Options = {
   target: "es2022",
   dts: true,
-  clean: true,
   sourcemap: true,
   splitting: true,
   treeshake: true,
+  // Each config's `clean` would race the other's output (the two builds run at once): dist/ is emptied once, below.
+  clean: false,
   external: ["redis", "ioredis", "@upstash/redis", "zod", "prom-client", "react", "bullmq"],
+};
+
+/**
+ * Two builds side by side: ESM (`.js`, `.d.ts`) of the entries and the
+ * command, sharing chunks as before; CommonJS (`.cjs`, `.d.cts`) of the
+ * entries, for `require`. Their file names never collide.
+ */
+export default defineConfig(() => {
+  rmSync("dist", { recursive: true, force: true });
+  return [
+    { ...shared, name: "esm", entry: { ...entries, ...binEntries }, format: ["esm"] },
+    { ...shared, name: "cjs", entry: entries, format: ["cjs"] },
+  ];
 });

@@ -3,7 +3,11 @@
  * package.json `exports` (what Node and bundlers resolve), the tsup build
  * entries (what gets built into dist/) and deno.json `exports` (what Deno and
  * JSR resolve, on the TypeScript sources). Checked in both directions, so a
- * subpath added in one place and forgotten in another fails the build.
+ * subpath added in one place and forgotten in another fails the build. Each
+ * subpath ships both formats, each with its own types: `import` (ESM, `.js`
+ * and `.d.ts`) and `require` (CommonJS, `.cjs` and `.d.cts`), and `main`,
+ * `types` and `typesVersions` name the CommonJS build for resolvers that
+ * ignore `exports` (TypeScript's `node10`).
  *
  * Run: `npm run check:exports` (tsx scripts/check-exports.ts).
  *
@@ -28,12 +32,78 @@ export interface ExportsInput {
   readonly outDir?: string;
   /** Tells whether a source file exists (relative to the package root). @default always true */
   readonly fileExists?: (path: string) => boolean;
+  /** package.json `main`, `types` and `typesVersions`, for resolvers that ignore `exports`; unchecked when absent. */
+  readonly legacy?: LegacyFields;
+}
+
+/** The package.json fields that resolvers without `exports` support read. */
+export interface LegacyFields {
+  readonly main?: unknown;
+  readonly types?: unknown;
+  readonly typesVersions?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined;
 }
 
 /** Subpaths of package.json `exports` that are not code entries (no build entry, no Deno export). */
 const NON_CODE = new Set(["./package.json"]);
 
 const strip = (path: string): string => path.replace(/^\.\//, "");
+
+/**
+ * The build entry one package.json subpath points at, or `undefined` (with
+ * the reason in `problems`) when its conditions are not
+ * `{ import: { types: X.d.ts, default: X.js }, require: { types: X.d.cts, default: X.cjs } }`.
+ */
+function entryOf(subpath: string, target: unknown, outDir: string, problems: string[]): string | undefined {
+  const shape = `{ import: { types, default }, require: { types, default } }`;
+  if (!isObject(target)) {
+    problems.push(`package.json exports["${subpath}"] must be a ${shape} object, got ${JSON.stringify(target)}`);
+    return undefined;
+  }
+  const keys = Object.keys(target);
+  if (keys.length !== 2 || keys[0] !== "import" || keys[1] !== "require") {
+    problems.push(
+      `package.json exports["${subpath}"] must have "import" then "require", each with its own types (got conditions: ${keys.join(", ") || "none"})`,
+    );
+    return undefined;
+  }
+  const names: string[] = [];
+  for (const [condition, code, types] of [
+    ["import", ".js", ".d.ts"],
+    ["require", ".cjs", ".d.cts"],
+  ] as const) {
+    const inner = target[condition];
+    if (!isObject(inner) || Object.keys(inner).join(",") !== "types,default") {
+      problems.push(
+        `package.json exports["${subpath}"].${condition} must be { types, default } with "types" first, got ${JSON.stringify(inner)}`,
+      );
+      return undefined;
+    }
+    const file = inner.default;
+    if (typeof file !== "string" || !strip(file).startsWith(outDir) || !file.endsWith(code)) {
+      problems.push(
+        `package.json exports["${subpath}"].${condition}.default must be a ${code} file under ./${outDir}, got ${JSON.stringify(file)}`,
+      );
+      return undefined;
+    }
+    const name = strip(file).slice(outDir.length, -code.length);
+    if (inner.types !== `./${outDir}${name}${types}`) {
+      problems.push(
+        `package.json exports["${subpath}"].${condition}.types is ${JSON.stringify(inner.types)}, expected "./${outDir}${name}${types}" (next to ${file})`,
+      );
+    }
+    names.push(name);
+  }
+  if (names[0] !== names[1]) {
+    problems.push(
+      `package.json exports["${subpath}"] points "import" at ${names[0]} and "require" at ${names[1]}: both must be builds of one entry`,
+    );
+    return undefined;
+  }
+  return names[0];
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === "object" && !Array.isArray(value);
 
 /**
  * Compare the three maps and return one message per disagreement (empty when
@@ -48,34 +118,40 @@ export function checkExports(input: ExportsInput): string[] {
   const pkgEntry = new Map<string, string>();
   for (const [subpath, target] of Object.entries(input.packageExports)) {
     if (NON_CODE.has(subpath)) continue;
-    if (target === null || typeof target !== "object" || Array.isArray(target)) {
-      problems.push(
-        `package.json exports["${subpath}"] must be a { types, import } object, got ${JSON.stringify(target)}`,
-      );
-      continue;
+    const name = entryOf(subpath, target, outDir, problems);
+    if (name !== undefined) pkgEntry.set(subpath, name);
+  }
+
+  // The fields that resolvers without `exports` read (Node 10 style): the root's CommonJS build and types,
+  // and `typesVersions` for the other subpaths' types.
+  if (input.legacy !== undefined) {
+    const { main, types, typesVersions } = input.legacy;
+    if (pkgEntry.has(".")) {
+      const root = pkgEntry.get(".") ?? "";
+      if (main !== `./${outDir}${root}.cjs`) {
+        problems.push(`package.json "main" is ${JSON.stringify(main)}, expected "./${outDir}${root}.cjs"`);
+      }
+      if (types !== `./${outDir}${root}.d.cts`) {
+        problems.push(`package.json "types" is ${JSON.stringify(types)}, expected "./${outDir}${root}.d.cts"`);
+      }
     }
-    const conditions = target as Record<string, unknown>;
-    const keys = Object.keys(conditions);
-    if (keys[0] !== "types" || !keys.includes("import")) {
-      problems.push(
-        `package.json exports["${subpath}"] must list "types" first and have "import" (got conditions: ${keys.join(", ") || "none"})`,
-      );
+    const mapped = typesVersions?.["*"] ?? {};
+    for (const [subpath, name] of pkgEntry) {
+      if (subpath === ".") continue;
+      const key = strip(subpath);
+      const expected = `./${outDir}${name}.d.cts`;
+      const got = mapped[key];
+      if (!Array.isArray(got) || got.length !== 1 || got[0] !== expected) {
+        problems.push(
+          `package.json typesVersions["*"]["${key}"] is ${JSON.stringify(got)}, expected ["${expected}"] (the types of ${subpath} for resolvers that ignore "exports")`,
+        );
+      }
     }
-    const importPath = conditions.import;
-    const typesPath = conditions.types;
-    if (typeof importPath !== "string" || !strip(importPath).startsWith(outDir) || !importPath.endsWith(".js")) {
-      problems.push(
-        `package.json exports["${subpath}"].import must be a .js file under ./${outDir}, got ${JSON.stringify(importPath)}`,
-      );
-      continue;
+    for (const key of Object.keys(mapped)) {
+      if (!pkgEntry.has(`./${key}`)) {
+        problems.push(`package.json typesVersions["*"]["${key}"] has no package.json exports subpath "./${key}"`);
+      }
     }
-    const name = strip(importPath).slice(outDir.length, -".js".length);
-    if (typesPath !== `./${outDir}${name}.d.ts`) {
-      problems.push(
-        `package.json exports["${subpath}"].types is ${JSON.stringify(typesPath)}, expected "./${outDir}${name}.d.ts" (next to its import ${importPath})`,
-      );
-    }
-    pkgEntry.set(subpath, name);
   }
 
   // package.json -> tsup
@@ -153,6 +229,7 @@ async function main(): Promise<void> {
     buildEntries: entries,
     denoExports: (deno.exports ?? {}) as Record<string, string>,
     fileExists: (path) => existsSync(join(root, path)),
+    legacy: { main: pkg.main, types: pkg.types, typesVersions: pkg.typesVersions as LegacyFields["typesVersions"] },
   });
   if (problems.length > 0) {
     console.error(`check-exports: package.json, tsup.config.ts and deno.json disagree (${problems.length}):`);

@@ -2,7 +2,9 @@
  * Checks the package as npm would publish it, from the `dist/` already built:
  * packs it once without lifecycle scripts (no second build through
  * `prepack`), then runs publint on the directory and `attw` (Are the Types
- * Wrong?, ESM-only profile) on that tarball. Exits non-zero when either fails.
+ * Wrong?) on that tarball, with its full profile: every entry point must
+ * resolve, with the right types, under TypeScript's `node10`, `node16` from
+ * CommonJS, `node16` from ESM and `bundler`. Exits non-zero when either fails.
  *
  * Run: `npm run check:package` (tsx scripts/check-package.ts), after `npm run build`.
  *
@@ -40,7 +42,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   try {
     execFileSync(bin("publint"), [], { cwd: root, stdio: "inherit" });
     const tarball = packWithoutScripts(root, dir);
-    execFileSync(bin("attw"), [tarball, "--profile", "esm-only"], { cwd: root, stdio: "inherit" });
+    execFileSync(bin("attw"), [tarball, "--profile", "strict"], { cwd: root, stdio: "inherit" });
   } catch (error) {
     process.exitCode = 1;
     if (!(error instanceof Error && "status" in error)) console.error(error);

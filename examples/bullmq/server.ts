@@ -1,4 +1,5 @@
 // BullMQ: the bridge forwards every job of the "imports" queue; browsers follow GET /progress/<job id>.
+// Needs: npm install progresscast bullmq redis hono @hono/node-server
 // Run: REDIS_URL=redis://127.0.0.1:6379 npx tsx server.ts   (and worker.ts beside it)
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";

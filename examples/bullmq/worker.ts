@@ -1,4 +1,5 @@
 // A BullMQ worker whose job.updateProgress also publishes to progresscast directly.
+// Needs: npm install progresscast bullmq redis
 // Run: REDIS_URL=redis://127.0.0.1:6379 npx tsx worker.ts
 import { Queue, Worker } from "bullmq";
 import { createProgress } from "progresscast";

@@ -1,4 +1,5 @@
 // Express 5: progress as Server-Sent Events. Run: REDIS_URL=redis://127.0.0.1:6379 npx tsx server.ts
+// Needs: npm install progresscast redis express
 import express from "express";
 import { createProgress } from "progresscast";
 import { toRequest, writeResponse } from "progresscast/node";

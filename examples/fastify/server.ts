@@ -1,4 +1,5 @@
 // Fastify 5: progress as Server-Sent Events. Run: REDIS_URL=redis://127.0.0.1:6379 npx tsx server.ts
+// Needs: npm install progresscast redis fastify
 import Fastify from "fastify";
 import { createProgress } from "progresscast";
 import { toRequest, writeResponse } from "progresscast/node";

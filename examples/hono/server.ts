@@ -1,4 +1,5 @@
 // Hono on Node: progress as Server-Sent Events. Run: REDIS_URL=redis://127.0.0.1:6379 npx tsx server.ts
+// Needs: npm install progresscast redis hono @hono/node-server
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { createProgress } from "progresscast";

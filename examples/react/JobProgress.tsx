@@ -1,4 +1,5 @@
 // A React component following one job with the hook. Served by any of the server examples' /progress/<op> routes.
+// Needs: npm install progresscast react react-dom
 import { useProgress } from "progresscast/react";
 
 export function JobProgress({ op, token, api = "" }: { op: string; token: string; api?: string }) {

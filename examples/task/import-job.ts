@@ -1,4 +1,5 @@
 // A worker: one job's lifecycle with progress.task. Run: REDIS_URL=redis://127.0.0.1:6379 npx tsx import-job.ts
+// Needs: npm install progresscast redis
 import { createProgress } from "progresscast";
 import { nodeRedis } from "progresscast/node-redis";
 

@@ -10,23 +10,33 @@ import os
 
 import redis
 
-from progresscast import ProgressPublisher
+from progresscast import Cancelled, ProgressPublisher
 
 publisher = ProgressPublisher(redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0")))
 
 
 def import_csv(operation_id: str, path: str, correlation_id: str = "") -> int:
-    """Import a CSV file, reporting rows done; ends ``completed``, or ``failed`` on an exception."""
+    """Import a CSV file, reporting rows done; ends ``completed``, ``cancelled`` when a
+    server cancels the operation, or ``failed`` on an exception (``KeyError: 'sku'``).
+    Run by a Celery worker retrying the job, it starts a new attempt of the operation, and
+    a ``self.retry()`` inside the block shows the browser a retry instead of a failure."""
     with open(path, newline="") as f:
         total = sum(1 for _ in f) - 1
-    with publisher.task(operation_id, total=max(total, 0), cid=correlation_id or None) as t:
+    name = os.path.basename(path)
+    with publisher.task(
+        operation_id,
+        total=max(total, 0),
+        cid=correlation_id or None,
+        message="Importing %s" % name,
+        data={"file": name},
+    ) as t:
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
-                if t.cancelled:
-                    raise RuntimeError("cancelled: %s" % t.cancelled)
                 store(row)
                 t.advance(message="Imported %d of %d rows" % (t.current + 1, total))
-        t.event("file_completed", data={"file": os.path.basename(path), "rows": t.current})
+                if t.cancelled:  # seen within cancel_check_ms of progress.cancel(op)
+                    raise Cancelled(t.cancelled)
+        t.event("file_completed", data={"rows": t.current})
     return t.current
 
 

@@ -6,7 +6,8 @@ exactly like a TypeScript worker's. See docs/wire-format.md.
 from .aio import AsyncProgressPublisher
 from .publisher import ProgressPublisher
 from .script import APPEND_SCRIPT, APPEND_SHA, CANCEL_SCRIPT, CANCEL_SHA, PublishResult
-from .task import AsyncTask, Task
+from .task import AsyncTask, Cancelled, Task
+from .token import sign_token
 from .wire import (
     MAX_DATA_BYTES,
     MAX_MESSAGE_LENGTH,
@@ -30,10 +31,12 @@ __all__ = [
     "TERMINAL_STATUSES",
     "AsyncProgressPublisher",
     "AsyncTask",
+    "Cancelled",
     "ProgressError",
     "ProgressPublisher",
     "ProgressValidationError",
     "PublishResult",
     "Task",
     "encode_update",
+    "sign_token",
 ]

@@ -32,6 +32,7 @@ class AsyncProgressPublisher:
         on_error: Optional[Callable[[BaseException, str], None]] = None,
         legacy: Any = None,
         estimate: bool = True,
+        cancel_check_ms: int = 2000,
     ) -> None:
         self._s = _Settings(
             prefix,
@@ -43,6 +44,7 @@ class AsyncProgressPublisher:
             on_error,
             legacy,
             estimate,
+            cancel_check_ms,
         )
         self._redis = redis
         self._script = redis.register_script(self._s.source)
@@ -50,15 +52,16 @@ class AsyncProgressPublisher:
         self._held: Dict[str, Tuple[Update, Dict[str, Any]]] = {}
         self._timers: Dict[str, asyncio.TimerHandle] = {}
         self._writes: Set["asyncio.Task[PublishResult]"] = set()
+        # Per operation, the latest write handed over: each write waits for the one before.
+        self._tails: Dict[str, "asyncio.Task[PublishResult]"] = {}
 
     async def publish(self, op: str, **kwargs: Any) -> PublishResult:
         """Publish one event; see ProgressPublisher.publish."""
         update, options = split(kwargs)
         item = self._s.item(op, update, options)
         held = self._take_held(op)
-        if held is not None:
-            await self._send(op, held)
-        return await self._send(op, item)
+        # Shielded: a caller cancelled while waiting leaves the write to finish, in order.
+        return await asyncio.shield(self._spawn(op, *([held, item] if held is not None else [item])))
 
     def report(self, op: str, **kwargs: Any) -> None:
         """Coalesced publish that never raises; see ProgressPublisher.report.
@@ -119,10 +122,21 @@ class AsyncProgressPublisher:
         total: Optional[int] = None,
         cid: Optional[str] = None,
         scope: Optional[str] = None,
-        restart: bool = False,
+        restart: Optional[bool] = None,
+        message: Optional[str] = None,
+        data: Optional[Dict[str, Any]] = None,
     ) -> AsyncTask:
         """``async with publisher.task(op, total=n) as t:``; see ProgressPublisher.task."""
-        return AsyncTask(self, op, total=total, cid=cid, scope=scope, restart=restart)
+        return AsyncTask(
+            self, op, total=total, cid=cid, scope=scope, restart=restart, message=message, data=data
+        )
+
+    async def cancel_mark(self, op: str) -> Optional[str]:
+        """Ask Redis whether ``op`` was asked to stop (one read); see ProgressPublisher.cancel_mark."""
+        value = await self._redis.hget(self._s.state_key(op), "cancel")
+        reason = value.decode("utf-8") if isinstance(value, bytes) else value
+        self._s.answers[op] = (time.monotonic(), reason)
+        return reason
 
     def _drop_held(self, op: str) -> None:
         timer = self._timers.pop(op, None)
@@ -146,18 +160,32 @@ class AsyncProgressPublisher:
         if item is not None:
             self._spawn(op, item)
 
-    def _spawn(self, op: str, *items: Item) -> None:
-        task = asyncio.get_running_loop().create_task(self._send_all(op, items))
+    def _spawn(self, op: str, *items: Item) -> "asyncio.Task[PublishResult]":
+        before = self._tails.get(op)
+        task = asyncio.get_running_loop().create_task(self._send_all(op, before, items))
+        self._tails[op] = task
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+        task.add_done_callback(lambda done: self._tails.pop(op) if self._tails.get(op) is done else None)
+        return task
 
-    async def _send_all(self, op: str, items: Tuple[Item, ...]) -> PublishResult:
+    async def _send_all(
+        self, op: str, before: Optional["asyncio.Task[PublishResult]"], items: Tuple[Item, ...]
+    ) -> PublishResult:
+        if before is not None:
+            await asyncio.wait([before])
         result = PublishResult("failed")
         for item in items:
             result = await self._send(op, item)
         return result
 
     async def _send(self, op: str, item: Item) -> PublishResult:
+        sent = self._s.stamped(op, item)
+        result = await self._write(op, sent)
+        self._s.answered(op, item, result)
+        return result
+
+    async def _write(self, op: str, item: Item) -> PublishResult:
         keys, args = self._s.args(self._s.estimated(op, item))
         attempts = self._s.retry_attempts if item.terminal else 0
         attempt = 0

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from .estimate import MAX_ETA_SECONDS, Estimator
 from .legacy import Legacy, encode_section
 from .script import APPEND_SCRIPT, LEGACY_APPEND_SCRIPT, Item, PublishResult, decode_append, encode_append
+from .task import Task
 from .wire import (
     PREFIX_PATTERN,
     TERMINAL_STATUSES,
@@ -19,11 +20,13 @@ from .wire import (
     assert_id,
     encode_update,
     format_decimal,
+    format_ts,
 )
 
 log = logging.getLogger("progresscast")
 
 Update = Dict[str, Any]
+_ORDER_LOCKS = 64
 _PUBLISH_OPTIONS = ("scope", "allow_backwards", "allow_after_terminal", "restart")
 
 
@@ -47,6 +50,7 @@ class _Settings:
         on_error: Optional[Callable[[BaseException, str], None]],
         legacy: Any = None,
         estimate: bool = True,
+        cancel_check_ms: int = 2000,
     ) -> None:
         if not isinstance(prefix, str) or not PREFIX_PATTERN.fullmatch(prefix):
             raise ProgressValidationError("prefix", prefix, "must be 1 to 64 of A-Z a-z 0-9 _ . : -")
@@ -64,6 +68,11 @@ class _Settings:
         if not isinstance(estimate, bool):
             raise ProgressValidationError("estimate", estimate, "must be a boolean")
         self.estimator: Optional[Estimator] = Estimator() if estimate else None
+        self.cancel_check_seconds = _int_option("cancel_check_ms", cancel_check_ms, 10) / 1000
+        # Per operation until its terminal event: the latest ``ts`` sent, and when Redis last
+        # answered about it (with the cancellation reason it gave, if any).
+        self.last_ts: Dict[str, str] = {}
+        self.answers: Dict[str, Tuple[float, Optional[str]]] = {}
 
     def events_key(self, op: str) -> str:
         return "%s:{%s}:events" % (self.prefix, op)
@@ -89,7 +98,45 @@ class _Settings:
             allow_backwards=bool(options.get("allow_backwards", False)),
             allow_after_terminal=bool(options.get("allow_after_terminal", False)),
             restart=bool(options.get("restart", False)),
+            stamped=update.get("ts") is None,
         )
+
+    def stamped(self, op: str, item: Item) -> Item:
+        """The item with its ``ts`` taken as it is sent, never before the previous event's of ``op``.
+
+        Called in the order the events are written, so ``ts`` never goes back within an
+        operation (an update encoded earlier and held may be sent after a later one; a
+        wall clock may step back). A ``ts`` the caller gave is kept as given."""
+        last = self.last_ts.get(op)
+        if item.stamped:
+            # ISO 8601 UTC with milliseconds and four-digit years: text order is time order.
+            now = format_ts(datetime.now(timezone.utc))
+            ts = now if last is None or now > last else last
+            item = dataclasses.replace(item, fields=[(k, ts if k == "ts" else v) for k, v in item.fields])
+        else:
+            ts = dict(item.fields)["ts"]
+        if item.terminal:
+            self.last_ts.pop(op, None)
+        elif last is None or ts > last:
+            self.last_ts[op] = ts
+        return item
+
+    def answered(self, op: str, item: Item, result: PublishResult) -> None:
+        """Remember what Redis answered about ``op``'s cancellation (read by its tasks)."""
+        if result.outcome == "failed":
+            return
+        if item.terminal and result.ok:
+            self.answers.pop(op, None)
+        else:
+            self.answers[op] = (time.monotonic(), result.cancelled)
+
+    def known_cancel(self, op: str) -> Tuple[Optional[str], bool]:
+        """The cancellation reason last learned for ``op``, and whether it is fresh
+        (learned within ``cancel_check_ms``): a stale answer is checked again."""
+        answer = self.answers.get(op)
+        if answer is None:
+            return None, False
+        return answer[1], time.monotonic() - answer[0] < self.cancel_check_seconds
 
     def estimated(self, op: str, item: Item) -> Item:
         """The item with ``eta`` from the progress rate, when it has progress and no eta
@@ -158,6 +205,13 @@ class ProgressPublisher:
     progress rate, to events with progress and no eta of their own, as the
     TypeScript core does.
 
+    ``cancel_check_ms`` (default 2000, at least 10): how old the last answer
+    about an operation's cancellation may be before a task reading
+    ``t.cancelled`` asks Redis again (one read); every publish answers it too.
+
+    Within an operation, each event's ``ts`` is taken when it is written and
+    never before the previous event's (unless given as ``ts=``).
+
     Example::
 
         publisher = ProgressPublisher(redis.Redis.from_url(url))
@@ -176,6 +230,7 @@ class ProgressPublisher:
         on_error: Optional[Callable[[BaseException, str], None]] = None,
         legacy: Any = None,
         estimate: bool = True,
+        cancel_check_ms: int = 2000,
     ) -> None:
         self._s = _Settings(
             prefix,
@@ -187,10 +242,14 @@ class ProgressPublisher:
             on_error,
             legacy,
             estimate,
+            cancel_check_ms,
         )
         self._redis = redis
         self._script = redis.register_script(self._s.source)
         self._lock = threading.Lock()
+        # One operation's events are stamped and written one at a time, in order (a
+        # bounded set of locks, an operation always on the same one).
+        self._order = [threading.RLock() for _ in range(_ORDER_LOCKS)]
         self._last: Dict[str, Tuple[float, str]] = {}
         self._held: Dict[str, Tuple[Update, Dict[str, Any]]] = {}
         self._timers: Dict[str, threading.Timer] = {}
@@ -215,8 +274,9 @@ class ProgressPublisher:
         """
         update, options = split(kwargs)
         item = self._s.item(op, update, options)
-        self._write_held(op)
-        return self._send(op, item)
+        with self._ordered(op):
+            self._write_held(op)
+            return self._send(op, item)
 
     def report(self, op: str, **kwargs: Any) -> None:
         """Publish without waiting for each update: coalesced per operation.
@@ -233,6 +293,10 @@ class ProgressPublisher:
         except ProgressValidationError as error:
             self._s.failed(error, op)
             return
+        with self._ordered(op):
+            self._report(op, item, update, options)
+
+    def _report(self, op: str, item: Item, update: Update, options: Dict[str, Any]) -> None:
         status = dict(item.fields)["status"]
         if item.restart:
             self._write_held(op)
@@ -284,17 +348,36 @@ class ProgressPublisher:
         total: Optional[int] = None,
         cid: Optional[str] = None,
         scope: Optional[str] = None,
-        restart: bool = False,
-    ):
-        """A job's lifecycle as a context manager: ``running`` on entry,
-        ``completed`` on a normal exit, ``failed`` (with the exception's text)
-        when the block raises. The exception is not swallowed.
+        restart: Optional[bool] = None,
+        message: Optional[str] = None,
+        data: Optional[Dict[str, Any]] = None,
+    ) -> Task:
+        """A job's lifecycle as a context manager; see Task.
+
+        ``running`` on entry (with ``message`` and ``data`` when given),
+        ``completed`` on a normal exit, ``cancelled`` when the block raises
+        Cancelled (which the block absorbs), a ``retry`` event (status
+        ``queued``) when it raises a Celery retry, ``failed`` (``KeyError:
+        'sku'``, as Python prints it) for any other exception, which
+        propagates. ``data`` is merged into every event's data.
 
         ``restart=True`` runs a retried job as a new attempt of the operation:
-        the task's first event is published with ``restart=True``."""
-        from .task import Task
+        the task's first event is published with ``restart=True``. Left out, a
+        task run by a Celery worker retrying its job starts a new attempt."""
+        return Task(
+            self, op, total=total, cid=cid, scope=scope, restart=restart, message=message, data=data
+        )
 
-        return Task(self, op, total=total, cid=cid, scope=scope, restart=restart)
+    def cancel_mark(self, op: str) -> Optional[str]:
+        """Ask Redis whether ``op`` was asked to stop (one read): the reason, or None.
+        Remembered as the operation's latest answer. Raises what redis-py raises."""
+        value = self._redis.hget(self._s.state_key(op), "cancel")
+        reason = value.decode("utf-8") if isinstance(value, bytes) else value
+        self._s.answers[op] = (time.monotonic(), reason)
+        return reason
+
+    def _ordered(self, op: str) -> threading.RLock:
+        return self._order[hash(op) % _ORDER_LOCKS]
 
     def _cancel_timer(self, op: str) -> None:
         timer = self._timers.pop(op, None)
@@ -302,17 +385,24 @@ class ProgressPublisher:
             timer.cancel()
 
     def _write_held(self, op: str) -> None:
-        with self._lock:
-            self._timers.pop(op, None)
-            held = self._held.pop(op, None)
-            if held is None:
-                return
-            update, options = held
-            item = self._s.item(op, update, options)
-            self._last[op] = (time.monotonic(), dict(item.fields)["status"])
-        self._send(op, item)
+        with self._ordered(op):
+            with self._lock:
+                self._timers.pop(op, None)
+                held = self._held.pop(op, None)
+                if held is None:
+                    return
+                update, options = held
+                item = self._s.item(op, update, options)
+                self._last[op] = (time.monotonic(), dict(item.fields)["status"])
+            self._send(op, item)
 
     def _send(self, op: str, item: Item) -> PublishResult:
+        with self._ordered(op):
+            result = self._write(op, self._s.stamped(op, item))
+            self._s.answered(op, item, result)
+            return result
+
+    def _write(self, op: str, item: Item) -> PublishResult:
         keys, args = self._s.args(self._s.estimated(op, item))
         attempts = self._s.retry_attempts if item.terminal else 0
         attempt = 0

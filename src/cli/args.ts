@@ -20,7 +20,7 @@ export const EXIT = {
   interrupted: 130,
 } as const;
 
-type OptionSpec = { readonly type: "string" | "boolean"; readonly short?: string };
+type OptionSpec = { readonly type: "string" | "boolean"; readonly short?: string; readonly multiple?: boolean };
 type OptionSpecs = Readonly<Record<string, OptionSpec>>;
 
 /** Options every command takes. */
@@ -45,7 +45,7 @@ export interface CommandSpec {
   readonly help: string;
 }
 
-const BACKEND_HELP = `Backend (every command but demo):
+const BACKEND_HELP = `Backend (every command but demo; serve runs on an in-process memory backend without one):
   --redis <url>            Redis URL, e.g. redis://127.0.0.1:6379 (env REDIS_URL);
                            redis+cluster://h1:p1,h2:p2 for a Redis Cluster
   --redis-cluster <nodes>  Redis Cluster seed nodes, e.g. 10.0.0.1:7000,10.0.0.2:7000
@@ -150,6 +150,53 @@ Options:
 Exit status: 0 requested, 1 backend failure, 3 the operation already ended
 or does not exist (nothing is written then).`,
   },
+  serve: {
+    name: "serve",
+    summary: "run a gateway: SSE and WebSocket to browsers, with signed-token authorization",
+    usage:
+      "progresscast serve --jwt-secret <secret> [--port <n>] [--host <addr>] [--cors-origin <origin>]...\n" +
+      "       progresscast serve --jwt-public-key <file.pem> [...]\n       progresscast serve --no-auth [...]",
+    options: {
+      port: { type: "string" },
+      host: { type: "string" },
+      "jwt-secret": { type: "string" },
+      "jwt-public-key": { type: "string" },
+      "no-auth": { type: "boolean" },
+      "cors-origin": { type: "string", multiple: true },
+      "drain-timeout": { type: "string" },
+    },
+    operands: [0, 0],
+    help: `Serves browsers until SIGTERM or Ctrl-C, then stops accepting, ends open
+streams (clients resume elsewhere from their last event id) and exits 0.
+
+  GET /ops/<op>/events        SSE of one operation (Last-Event-ID or ?after= resumes)
+  GET /scopes/<scope>/events  SSE of every operation of a scope
+  GET /ws                     the WebSocket protocol (watch, unwatch, ping)
+  GET /healthz                200 {"status":"ok"} when the backend answers, else 503
+  GET /metrics                Prometheus text (needs the prom-client package)
+
+A request carries a JWT in "Authorization: Bearer <token>" or "?token=<token>"
+(an EventSource cannot set headers). Its claims: "ops" and/or "scopes", the ids
+the bearer may watch, and "exp" (required). No, bad or expired token: 401; a
+target outside the claims: 403.
+
+Options:
+  --port <n>               where to listen (default 8080; 0 picks a free port)
+  --host <addr>            address to bind (default 127.0.0.1)
+  --jwt-secret <secret>    HS256 secret, at least 32 bytes (env PROGRESSCAST_JWT_SECRET)
+  --jwt-public-key <file>  PEM public key for RS256 (RSA) or ES256/ES384/ES512 (EC)
+                           tokens; may be given with --jwt-secret
+  --no-auth                serve without tokens: anyone may watch anything; only
+                           on a loopback host
+  --cors-origin <origin>   let pages of this origin read the streams (repeat for
+                           more; "*" for any); WebSocket upgrades from other
+                           origins are refused once one is given
+  --drain-timeout <s>      on shutdown, most seconds to wait for open streams to
+                           end (default 10)
+
+Exit status: 0 stopped by SIGTERM or Ctrl-C, 1 could not listen or reach the
+backend, 2 bad usage (no secret and no --no-auth; --no-auth on another host).`,
+  },
   demo: {
     name: "demo",
     summary: "run the demo (from a clone of the repository)",
@@ -202,8 +249,8 @@ export class UsageError extends Error {
   }
 }
 
-/** Parsed values of options: strings and booleans by option name. */
-export type OptionValues = Readonly<Record<string, string | boolean | undefined>>;
+/** Parsed values of options: strings, booleans and lists (of repeatable options) by option name. */
+export type OptionValues = Readonly<Record<string, string | boolean | readonly string[] | undefined>>;
 
 /** The outcome of parsing a command line. */
 export type Parsed =
@@ -247,7 +294,7 @@ export function parse(argv: readonly string[]): Parsed {
   if (!command) throw new UsageError(`unknown command "${name}"`);
   if (wantsHelp) return { kind: "help", command };
 
-  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  let parsed: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };
   try {
     parsed = parseArgs({
       args: [...argv],
@@ -276,6 +323,13 @@ export function parse(argv: readonly string[]): Parsed {
 export function str(values: OptionValues, name: string): string | undefined {
   const v = values[name];
   return typeof v === "string" ? v : undefined;
+}
+
+/** Every value of a repeatable option, in order (empty when absent). */
+export function list(values: OptionValues, name: string): readonly string[] {
+  const v = values[name];
+  if (Array.isArray(v)) return v;
+  return typeof v === "string" ? [v] : [];
 }
 
 /** A boolean option's value. */

@@ -11,6 +11,7 @@ import {
   isProgressValidationError,
   isTimeoutError,
   type Logger,
+  type Metrics,
   type Progress,
   type StreamPort,
 } from "../index.ts";
@@ -153,8 +154,15 @@ export function stderrLogger(write: (line: string) => void): Logger {
 /**
  * Open the backend (lazily: the first command connects). The adapters are
  * imported only when chosen, so `redis` and `@upstash/redis` stay optional.
+ * `extra.metrics` receives the manager's metrics (the gateway's `/metrics`).
+ *
+ * @throws {UsageError} when the chosen backend's client package is not installed.
  */
-export async function openBackend(config: BackendConfig, logger: Logger): Promise<Backend> {
+export async function openBackend(
+  config: BackendConfig,
+  logger: Logger,
+  extra: { readonly metrics?: Metrics } = {},
+): Promise<Backend> {
   let lastError: string | undefined;
   let port: StreamPort;
   let where: string;
@@ -208,6 +216,7 @@ export async function openBackend(config: BackendConfig, logger: Logger): Promis
     port,
     ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
     logger,
+    ...(extra.metrics !== undefined ? { metrics: extra.metrics } : {}),
     // A command publishes what it is told, at once, and ends: nothing is held for a later retry
     // (a process about to exit cannot keep an outbox), so an unreachable backend fails the command now.
     throttle: false,

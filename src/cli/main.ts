@@ -26,6 +26,8 @@ const RUN: Readonly<Record<string, (ctx: CommandContext) => Promise<number>>> = 
   inspect,
   cancel,
   demo,
+  // The gateway and what it needs (jose, ws, prom-client) load only when it runs.
+  serve: async (ctx) => (await import("./serve.ts")).serve(ctx),
 };
 
 function usageError(io: CliIo, error: UsageError): number {

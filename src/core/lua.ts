@@ -25,7 +25,11 @@ export interface AppendScriptParts {
  * then per item: flags, progress ("" when absent), field count, fields.
  * Fields start with `v`, `op`, `seq` so `seq` is at a known place; when the
  * last field is `attempt` the script sets its value.
- * Flags: 1 allow backwards, 2 allow after terminal, 4 has scope, 8 terminal, 16 restart.
+ * Flags: 1 allow backwards, 2 allow after terminal, 4 has scope, 8 terminal, 16 restart,
+ * 32 status `queued` (refused as backwards after `running` in the same attempt),
+ * 64 publish on live channels with SPUBLISH (Redis Cluster) rather than PUBLISH.
+ * Live channels: each written entry (and its scope copy) is published on a
+ * channel named like its stream key, as the JSON array `[id, field, value, ...]`.
  * Reply per item: { code, id, seq, cancel, attempt }.
  *
  * Robust to any string in the snapshot: a stored `progress`, `seq`,
@@ -79,7 +83,7 @@ local code='ok'
 if not restart then
 local sp=num(st[2])
 if flags%4<2 and ended then code='terminal'
-elseif flags%2==0 and p and sp and p<sp then code='backwards' end
+elseif flags%2==0 and ((p and sp and p<sp) or (flags%64>=32 and st[1]=='running')) then code='backwards' end
 end
 if code=='ok' then
 seq=seq+1
@@ -122,6 +126,8 @@ if ei then f[ei]='0' else f[#f+1]='eta' f[#f+1]='0' end
 clear=not msg and not restart
 end
 local id=redis.call('XADD',ek,'MAXLEN','~',maxlen,'*',fl(f,s,e))
+local pub=flags%128>=64 and 'SPUBLISH' or 'PUBLISH'
+redis.call(pub,ek,cjson.encode({id,fl(f,s,e)}))
 local now=tonumber(string.match(id,'^%d+'))
 local exp=num(st[6])
 if restart or ended or terminal or not exp or exp-now<half then
@@ -138,7 +144,8 @@ end
 if clear then redis.call('HDEL',sk,'message') end
 ${parts.afterWrite ?? ""}
 if flags%8>=4 then
-redis.call('XADD',KEYS[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
+local sid=redis.call('XADD',KEYS[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
+redis.call(pub,KEYS[i*3],cjson.encode({sid,'id',id,fl(f,s,e)}))
 redis.call('EXPIRE',KEYS[i*3],ttl)
 end
 out[i]={code,id,seq,cancel,att}
@@ -165,7 +172,7 @@ redis.call('EXPIRE',KEYS[1],ARGV[2])
 return 1`;
 
 /** SHA1 of {@link APPEND_SCRIPT}, as `SCRIPT LOAD` answers it. */
-export const APPEND_SHA = "fca17852ff39985ca57e0bfb24735bd40b110e7b";
+export const APPEND_SHA = "fa8330596d933c52c5bb15eac1bd47d476ea9ba1";
 /** SHA1 of {@link CANCEL_SCRIPT}, as `SCRIPT LOAD` answers it. */
 export const CANCEL_SHA = "15bc836cc8ad58a4091b7dcd80230f3de9835606";
 
@@ -180,7 +187,7 @@ export interface ScriptCall {
  * three are `v`, `op`, `seq` (the encoder of the wire format guarantees it);
  * `attempt` is sent last, whatever its place in the item.
  */
-export function encodeAppend(items: readonly AppendItem[], options: AppendOptions): ScriptCall {
+export function encodeAppend(items: readonly AppendItem[], options: AppendOptions, sharded = false): ScriptCall {
   const keys: string[] = [];
   const args: string[] = [
     String(options.ttlSeconds),
@@ -195,7 +202,9 @@ export function encodeAppend(items: readonly AppendItem[], options: AppendOption
       (item.allowAfterTerminal ? 2 : 0) |
       (item.scopeKey ? 4 : 0) |
       (item.terminal ? 8 : 0) |
-      (item.restart ? 16 : 0);
+      (item.restart ? 16 : 0) |
+      (item.fields.status === "queued" ? 32 : 0) |
+      (sharded ? 64 : 0);
     const at = args.length;
     args.push(String(flags), item.fields.progress ?? "", "");
     const { fields } = item;

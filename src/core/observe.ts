@@ -32,6 +32,7 @@ export type MetricName =
   | "delivery_lag_ms"
   | "resets"
   | "read_failures"
+  | "connection_errors"
   | "group_pending"
   | "group_delivered"
   | "group_claimed";

@@ -11,8 +11,9 @@ import {
   ProgressValidationError,
 } from "./errors.ts";
 import { Estimator } from "./estimate.ts";
-import { Hub } from "./hub.ts";
+import { Hub, type Reader } from "./hub.ts";
 import { legacyWrites } from "./legacy.ts";
+import { LiveReader } from "./live.ts";
 import { noMetrics } from "./observe.ts";
 import { type ProgressOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import { Outbox, type OutboxEntry, type OutboxOutcome } from "./outbox.ts";
@@ -161,7 +162,7 @@ export class Progress implements AsyncDisposable {
   readonly #reports = new Set<Promise<unknown>>();
   readonly #closing = new AbortController();
   #closed: Promise<FlushResult> | undefined;
-  #hub: Hub | undefined;
+  #hub: Reader | undefined;
   readonly #cancelListeners = new Map<string, Set<(reason: string) => void>>();
 
   /** @throws {ProgressValidationError} for bad options. */
@@ -236,8 +237,9 @@ export class Progress implements AsyncDisposable {
    * ```
    */
   async publish(op: string, update: ProgressUpdate, options: PublishOptions = {}): Promise<PublishResult> {
-    const item = this.#prepare(op, update, options ?? {});
+    // What is held of this operation goes first, stamped before this event, so time never goes back in its history.
     this.#coalescer.flushOp(op);
+    const item = this.#prepare(op, update, options ?? {});
     return await this.#send(item, update.cid, true);
   }
 
@@ -361,7 +363,7 @@ export class Progress implements AsyncDisposable {
     const state = op !== undefined ? this.#o.keys.state(op) : null;
     return watchStream(
       { port: this.#o.port, hub: this.#hubFor(), metrics: this.#o.metrics, closed: this.#closing.signal },
-      { events, state, op, stateOf: op === undefined ? (o: string) => this.#o.keys.state(o) : undefined },
+      { events, state, op, scope: op === undefined },
       options,
     );
   }
@@ -391,7 +393,7 @@ export class Progress implements AsyncDisposable {
       if (isProgressValidationError(error)) return badRequest(error.message, options.headers);
       throw error;
     }
-    return await sseResponse(request, t, (o) => this.watch(target, o), options);
+    return await sseResponse(request, t, (o) => this.watch(target, o), options, this.#o.logger);
   }
 
   /**
@@ -407,12 +409,11 @@ export class Progress implements AsyncDisposable {
    * ```
    */
   serveWebSocket<R = unknown>(socket: WebSocketLike, options: WebSocketOptions<R> = {}): Promise<void> {
-    return serveSession(
-      socket,
-      (t, o) => this.watch(t.op !== undefined ? t.op : { scope: t.scope }, o),
-      options,
-      this.#closing.signal,
-    );
+    return serveSession(socket, (t, o) => this.watch(t.op !== undefined ? t.op : { scope: t.scope }, o), options, {
+      closed: this.#closing.signal,
+      logger: this.#o.logger,
+      metrics: this.#o.metrics,
+    });
   }
 
   /**
@@ -578,14 +579,28 @@ export class Progress implements AsyncDisposable {
     return typeof target === "string" ? { op: target } : { scope: target.scope };
   }
 
-  #hubFor(): Hub {
-    this.#hub ??= new Hub(this.#o.port, {
-      blockMs: this.#o.blockMs,
-      maxReadFailures: this.#o.maxReadFailures,
-      logger: this.#o.logger,
-      metrics: this.#o.metrics,
-      closed: this.#closing.signal,
-    });
+  /** The manager's reader: live channels where the backend has them, else one blocking read (or poll). */
+  #hubFor(): Reader {
+    if (this.#hub) return this.#hub;
+    const blocking = (): Hub =>
+      new Hub(this.#o.port, {
+        blockMs: this.#o.blockMs,
+        maxReadFailures: this.#o.maxReadFailures,
+        logger: this.#o.logger,
+        metrics: this.#o.metrics,
+        closed: this.#closing.signal,
+      });
+    const live = this.#o.port.live?.bind(this.#o.port);
+    this.#hub =
+      live && this.#o.liveChannels
+        ? new LiveReader(this.#o.port, live, {
+            logger: this.#o.logger,
+            metrics: this.#o.metrics,
+            closed: this.#closing.signal,
+            maxReadFailures: this.#o.maxReadFailures,
+            fallback: blocking,
+          })
+        : blocking();
     return this.#hub;
   }
 

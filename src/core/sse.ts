@@ -1,4 +1,5 @@
 import { isProgressValidationError, isSlowConsumerError, isUnauthorizedError } from "./errors.ts";
+import type { Logger } from "./observe.ts";
 import type { WatchItem, WatchOptions } from "./watch.ts";
 import { assertStreamId, isStreamId, TYPE_PATTERN } from "./wire.ts";
 
@@ -209,6 +210,7 @@ const PULL_BUDGET = 65_536;
  * One object per connection, its methods shared: an idle connection costs little.
  */
 class SseBody implements UnderlyingDefaultSource<Uint8Array>, DirectBody, DirectControl, Beating {
+  readonly #logger: Logger;
   readonly #items: Items;
   readonly #signal: AbortSignal;
   readonly #retryMs: number;
@@ -236,7 +238,8 @@ class SseBody implements UnderlyingDefaultSource<Uint8Array>, DirectBody, Direct
     this.#fail(error);
   };
 
-  constructor(items: Items, signal: AbortSignal, retryMs: number, heartbeatMs: number) {
+  constructor(items: Items, signal: AbortSignal, retryMs: number, heartbeatMs: number, logger: Logger) {
+    this.#logger = logger;
     this.#items = items;
     this.#signal = signal;
     this.#retryMs = retryMs;
@@ -340,10 +343,11 @@ class SseBody implements UnderlyingDefaultSource<Uint8Array>, DirectBody, Direct
       else this.#controller?.error(error);
       return;
     }
-    // Tell the client why, then end: it reconnects and resumes from its last event id.
-    const message = error instanceof Error ? error.message : String(error);
+    // Tell the client that it failed (the cause, with backend text and key names, goes to the log only),
+    // then end: it reconnects and resumes from its last event id.
+    this.#logger.error?.("an SSE watch failed", { error });
     try {
-      this.#out(encoder.encode(`event: error\ndata: ${JSON.stringify({ code: "watch_failed", message })}\n\n`));
+      this.#out(encoder.encode(`event: error\ndata: ${WATCH_FAILED_FRAME}\n\n`));
     } catch {
       // already closed
     }
@@ -387,7 +391,14 @@ export async function sseResponse(
   target: WatchTarget,
   start: (options: WatchOptions) => Items,
   options: SseOptions,
+  logger: Logger,
 ): Promise<Response> {
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return new Response(`An event stream answers GET and HEAD, not ${request.method}\n`, {
+      status: 405,
+      headers: { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8", ...options.headers },
+    });
+  }
   let after: string | undefined;
   try {
     after = resumeId(request);
@@ -397,19 +408,27 @@ export async function sseResponse(
   }
   const refused = await checkAuthorize(options.authorize, request, target);
   if (refused) return refusal(refused.status, refused.message, options.headers);
+  if (request.method === "HEAD") return new Response(null, { status: 200, headers: sseHeaders(options) });
   const signal = request.signal;
   const items = start({ after, signal, maxQueueBytes: options.maxBufferedBytes ?? 1_048_576 });
-  const source = new SseBody(items, signal, options.retryMs ?? 2000, options.heartbeatMs ?? 15_000);
+  const source = new SseBody(items, signal, options.retryMs ?? 2000, options.heartbeatMs ?? 15_000, logger);
   // High-water mark 0: nothing is pulled before a reader asks, so a server adapter can still attach directly.
   const body = new ReadableStream<Uint8Array>(source, { highWaterMark: 0 });
   Object.defineProperty(body, DIRECT_BODY, { value: source });
-  return new Response(body, {
-    status: 200,
-    headers: {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      "x-accel-buffering": "no",
-      ...options.headers,
-    },
-  });
+  return new Response(body, { status: 200, headers: sseHeaders(options) });
 }
+
+function sseHeaders(options: SseOptions): Record<string, string> {
+  return {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache, no-transform",
+    "x-accel-buffering": "no",
+    ...options.headers,
+  };
+}
+
+/** The `data:` of the `error` event that ends a failed stream: a code and a short reason, never backend text. */
+const WATCH_FAILED_FRAME = JSON.stringify({
+  code: "watch_failed",
+  message: "Reading progress failed; reconnect to resume from your last event id.",
+});

@@ -1,5 +1,5 @@
 import { type BackendError, isConnectionClosedError, SlowConsumerError } from "./errors.ts";
-import type { Hub, Listener } from "./hub.ts";
+import type { Listener, Reader } from "./hub.ts";
 import type { Metrics } from "./observe.ts";
 import type { OperationRead, StreamEntry, StreamPort } from "./port.ts";
 import { backoff, sleep } from "./util.ts";
@@ -57,7 +57,7 @@ export interface WatchOptions {
 /** What a watch needs from its manager. */
 export interface WatchContext {
   readonly port: StreamPort;
-  readonly hub: Hub;
+  readonly hub: Reader;
   readonly metrics: Metrics;
   readonly closed: AbortSignal;
 }
@@ -159,8 +159,8 @@ type Keys = {
   readonly events: string;
   readonly state: string | null;
   readonly op?: string | undefined;
-  /** For a scope: the snapshot key of one of its operations (for the reset of an operation that lost its data). */
-  readonly stateOf?: ((op: string) => string) | undefined;
+  /** A scope's stream (not an operation's): its watch spots each operation's data loss apart. */
+  readonly scope?: boolean | undefined;
 };
 
 /** Operations a scope watch remembers the last seq of (the oldest forgotten first). */
@@ -225,7 +225,7 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
     this.#maxQueueBytes = options.maxQueueBytes ?? 1_048_576;
     this.#after = options.after;
     this.#lastId = options.after ?? "0-0";
-    this.#seqByOp = keys.state === null && keys.stateOf !== undefined ? new Map() : undefined;
+    this.#seqByOp = keys.state === null && keys.scope === true ? new Map() : undefined;
     this.#inner = this.#catchUp();
   }
 
@@ -381,7 +381,7 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
     if (this.#subscribed) return;
     this.#subscribed = true;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
-    this.#unsubscribe = this.#ctx.hub.subscribe(this.#keys.events, this.#lastId, this);
+    this.#unsubscribe = this.#ctx.hub.subscribe(this.#keys.events, this.#lastId, this, this.#single);
   }
 
   /**
@@ -431,8 +431,7 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
       if (this.#single && isTerminal(event.status)) this.#finish();
       if (restarted || lost) {
         // A reset with the operation's snapshot now, then the event.
-        const stateKey = restarted ? this.#keys.state : (this.#keys.stateOf?.(event.op) ?? null);
-        this.#inner = this.#resetBefore(stateKey, event);
+        this.#inner = this.#resetBefore(restarted ? this.#keys.state : null, event);
         return undefined;
       }
       this.#ctx.metrics.increment("events_delivered");
@@ -458,12 +457,18 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
     return last === undefined || event.seq > last;
   }
 
-  /** A reset with the snapshot at `stateKey` (null: none), then `event`, already counted as seen. */
+  /**
+   * A reset, then `event`, already counted as seen. The reset carries the
+   * snapshot at `stateKey` (the watched operation's own), or with null (a
+   * scope) the event itself: a scope watch reads nothing but its scope's
+   * stream, so an entry naming another operation never hands out that
+   * operation's snapshot.
+   */
   async *#resetBefore(stateKey: string | null, event: ProgressEvent): AsyncGenerator<WatchItem, void, undefined> {
     const ctx = this.#ctx;
-    const state = stateKey === null ? null : await ctx.port.getState(stateKey);
+    const snapshot = stateKey === null ? event : decodeSnapshot(await ctx.port.getState(stateKey));
     ctx.metrics.increment("resets");
-    yield { kind: "reset", snapshot: decodeSnapshot(state) };
+    yield { kind: "reset", snapshot };
     ctx.metrics.increment("events_delivered");
     this.#handedAt = Date.now();
     yield { kind: "event", event };
@@ -536,7 +541,7 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
         if (event.seq > this.#lastSeq) this.#lastSeq = event.seq;
         if (single && event.attempt > this.#lastAttempt) this.#lastAttempt = event.attempt;
         if (!this.#noteSeq(event)) {
-          yield* this.#resetBefore(this.#keys.stateOf?.(event.op) ?? null, event);
+          yield* this.#resetBefore(null, event);
           continue;
         }
         yield { kind: "event", event };

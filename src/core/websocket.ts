@@ -1,7 +1,8 @@
 import { isSlowConsumerError } from "./errors.ts";
+import type { Logger, Metrics } from "./observe.ts";
 import { type Authorize, checkAuthorize, type WatchTarget } from "./sse.ts";
 import type { WatchItem, WatchOptions } from "./watch.ts";
-import { ID_PATTERN, isStreamId } from "./wire.ts";
+import { ID_PATTERN, isResumeId } from "./wire.ts";
 
 /**
  * Any WebSocket: `ws` in Node, `WebSocketPair` in Workers, Deno's and the
@@ -15,7 +16,26 @@ export interface WebSocketLike {
   readonly bufferedAmount?: number;
   addEventListener(type: "message", listener: (event: { readonly data: unknown }) => void): void;
   addEventListener(type: "close", listener: () => void): void;
+  /**
+   * A protocol or transport error (`ws` emits one for a malformed frame and
+   * then closes the socket; with no listener, Node would end the process).
+   */
+  addEventListener(type: "error", listener: (event: unknown) => void): void;
 }
+
+/** What a session reports to: the manager's logger and metrics, and its closing signal. */
+export interface SessionContext {
+  readonly closed: AbortSignal;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+/**
+ * Longest client message, in characters. The protocol's messages are under
+ * 300; a longer one is refused and its socket closed with 1009. Set the same
+ * bound as your WebSocket server's frame limit (`ws`: `maxPayload: 4096`).
+ */
+export const MAX_CLIENT_MESSAGE = 4096;
 
 /** Options of `progress.serveWebSocket`. */
 export interface WebSocketOptions<R = unknown> {
@@ -78,6 +98,17 @@ function eventMessage(event: object, key: string, where: { op?: string; scope?: 
 
 const OPEN = 1;
 
+/** What a client is told when a watch fails: a short reason, never the backend's text. */
+export const WATCH_FAILED = "Reading progress failed; watch again to resume from your last event id.";
+
+function closeQuietly(socket: WebSocketLike, code: number, reason: string): void {
+  try {
+    socket.close(code, reason);
+  } catch {
+    // already closed
+  }
+}
+
 function targetKey(t: WatchTarget): string {
   return t.op !== undefined ? `op:${t.op}` : `scope:${t.scope}`;
 }
@@ -99,8 +130,9 @@ export function serveSession<R>(
   socket: WebSocketLike,
   watch: (target: WatchTarget, options: WatchOptions) => AsyncGenerator<WatchItem, void, undefined>,
   options: WebSocketOptions<R>,
-  closed: AbortSignal,
+  context: SessionContext,
 ): Promise<void> {
+  const { closed, logger, metrics } = context;
   const maxBuffered = options.maxBufferedBytes ?? 1_048_576;
   const maxWatches = options.maxWatches ?? 100;
   const watches = new Map<string, AbortController>();
@@ -140,14 +172,17 @@ export function serveSession<R>(
       }
     } catch (e) {
       if (isSlowConsumerError(e)) {
-        try {
-          socket.close(SLOW_CONSUMER_CLOSE_CODE, "slow consumer: byte budget exceeded; resume from your last event id");
-        } catch {
-          // already closed
-        }
+        closeQuietly(
+          socket,
+          SLOW_CONSUMER_CLOSE_CODE,
+          "slow consumer: byte budget exceeded; resume from your last event id",
+        );
         session.abort();
-      } else
-        send({ type: "error", code: "watch_failed", message: e instanceof Error ? e.message : String(e), ...where });
+      } else {
+        // The cause (backend text, key names) goes to the log, never to the client.
+        logger.error?.("a WebSocket watch failed", { ...where, error: e });
+        send({ type: "error", code: "watch_failed", message: WATCH_FAILED, ...where });
+      }
     } finally {
       if (watches.get(key) === controller) watches.delete(key);
     }
@@ -161,15 +196,29 @@ export function serveSession<R>(
       resolve();
     };
     closed.addEventListener("abort", () => {
-      try {
-        socket.close(1001, "server closing");
-      } catch {
-        // already closed
-      }
+      closeQuietly(socket, 1001, "server closing");
       end();
     });
     socket.addEventListener("close", end);
+    // A malformed frame (invalid UTF-8, a reserved bit, a frame over the limit) or a broken
+    // connection: only this socket ends, with a close code; the process and other sockets go on.
+    socket.addEventListener("error", (event) => {
+      const cause = event instanceof Error ? event : (event as { error?: unknown } | null)?.error;
+      metrics.increment("connection_errors", 1, { transport: "websocket" });
+      logger.warn?.("a WebSocket failed; closing it", {
+        error: cause instanceof Error ? cause.message : String(cause ?? "error"),
+        code: cause instanceof Error ? (cause as Error & { code?: unknown }).code : undefined,
+      });
+      closeQuietly(socket, 1011, "socket error");
+      end();
+    });
     socket.addEventListener("message", (event) => {
+      if (typeof event.data === "string" && event.data.length > MAX_CLIENT_MESSAGE) {
+        metrics.increment("connection_errors", 1, { transport: "websocket" });
+        closeQuietly(socket, 1009, "message too big");
+        end();
+        return;
+      }
       const msg = parse(event.data);
       if (!msg) return error("bad_message", "Messages are JSON objects with a type: watch, unwatch or ping");
       if (msg.type === "ping") return send({ type: "pong" });
@@ -184,7 +233,7 @@ export function serveSession<R>(
       }
       const target: WatchTarget = op !== undefined ? { op } : { scope: scope as string };
       if (msg.type === "watch") {
-        if (msg.after !== undefined && msg.after !== null && !isStreamId(msg.after)) {
+        if (msg.after !== undefined && msg.after !== null && !isResumeId(msg.after)) {
           return error(
             "bad_after",
             "after must be a stream entry id such as 1732890000000-0 (an event id already seen)",

@@ -203,6 +203,22 @@ export function isStreamId(value: unknown): value is string {
   return BigInt(value.slice(0, dash)) <= U64_MAX && BigInt(value.slice(dash + 1)) <= U64_MAX;
 }
 
+/** The largest stream entry id: nothing can follow it, so it is no id to resume after. */
+const LAST_STREAM_ID = `${U64_MAX}-${U64_MAX}`;
+
+/**
+ * Whether `value` is an id to resume after: a stream entry id that some entry
+ * can follow (not the largest id, `18446744073709551615-18446744073709551615`).
+ *
+ * @example
+ * ```ts
+ * isResumeId("1732890000000-0"); // true
+ * ```
+ */
+export function isResumeId(value: unknown): value is string {
+  return isStreamId(value) && value.replace(/^0+(?=\d)/, "").replace(/-0+(?=\d)/, "-") !== LAST_STREAM_ID;
+}
+
 /**
  * Throw a {@link ProgressValidationError} unless `value` is a stream entry id
  * (`1732890000000-0`), so a bad resume id never reaches the backend.
@@ -214,11 +230,11 @@ export function isStreamId(value: unknown): value is string {
  * ```
  */
 export function assertStreamId(value: unknown, field = "after"): asserts value is string {
-  if (!isStreamId(value)) {
+  if (!isResumeId(value)) {
     throw new ProgressValidationError(
       field,
       value,
-      "must be a stream entry id such as 1732890000000-0 (the id of an event already seen)",
+      "must be a stream entry id such as 1732890000000-0 (the id of an event already seen), below the largest id",
     );
   }
 }
@@ -374,10 +390,11 @@ function common(fields: Fields, fallbackTs: string): Omit<ProgressEvent, "id"> {
  * Decode a stream entry. Lenient on purpose: an entry written by another
  * language with a field out of shape loses that field, never the event; a
  * type outside the safe set is delivered as `progress` with `rawType`; a bad
- * `ts` is replaced by the time of the entry id; an entry with no valid `op`
- * belongs to `op` (the operation whose stream it was read from). Null only
- * when it cannot belong to any operation: no valid `op` and none given (a
- * scope's stream), or an id that is not a stream entry id. Never throws, and
+ * `ts` is replaced by the time of the entry id; an entry read from an
+ * operation's stream belongs to that operation (`op`), whatever `op` field it
+ * carries, so forged or misplaced data never reaches another operation's
+ * watchers. Null only when it cannot belong to any operation (no valid `op`
+ * and none given: a scope's stream), or when its id is not a stream entry id. Never throws, and
  * what it returns always passes the wire format's rules.
  *
  * @example
@@ -390,7 +407,9 @@ export function decodeEvent(entry: StreamEntry, op?: string): ProgressEvent | nu
   if (!isStreamId(entry.id)) return null;
   const fields = fromLegacyFields(entry.fields);
   const own = fields.op;
-  const owner = own !== undefined && ID_PATTERN.test(own) ? own : op;
+  // An operation's own stream holds only its events: an entry naming another operation there
+  // (forged or misplaced) is delivered as the stream's, never attributed to the one it names.
+  const owner = op ?? (own !== undefined && ID_PATTERN.test(own) ? own : undefined);
   if (owner === undefined || !ID_PATTERN.test(owner)) return null;
   return { id: entry.id, ...common(fields, idTime(entry.id)), op: owner };
 }

@@ -16,6 +16,7 @@
  * @module
  */
 
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { DirectBody, DirectControl, DirectSink } from "../core/sse.ts";
 
 /** The part of `http.IncomingMessage` used here. */
@@ -41,22 +42,60 @@ export interface NodeResponseLike {
 /**
  * Build a web `Request` (without body) from a Node request. Its signal aborts
  * when the response closes (the client went away).
+ *
+ * Never throws on a request Node's parser accepted: a `Host` header that makes
+ * no valid URL (`a b`, `x:99999`) gives way to `localhost`; a header a web
+ * `Request` cannot carry is left out; a method the fetch standard forbids
+ * (`TRACE`, `TRACK`, `CONNECT`) arrives as `HEAD`, which no handler of
+ * progresscast answers with data.
+ *
+ * @throws nothing.
+ * @example
+ * ```ts
+ * createServer((req, res) => {
+ *   const request = toRequest(req, res);
+ *   // request.url, request.headers, request.signal
+ * });
+ * ```
  */
 export function toRequest(req: NodeRequestLike, res?: NodeResponseLike): Request {
   const headers = new Headers();
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined) continue;
-    if (typeof value === "string") headers.set(name, value);
-    else for (const v of value) headers.append(name, v);
+    try {
+      if (typeof value === "string") headers.set(name, value);
+      else for (const v of value) headers.append(name, v);
+    } catch {
+      // A name or value a web Request refuses: left out rather than failing the request.
+    }
   }
-  const host = typeof req.headers.host === "string" ? req.headers.host : "localhost";
   const controller = new AbortController();
   res?.once("close", () => controller.abort());
-  return new Request(new URL(req.url ?? "/", `http://${host}`), {
-    method: req.method ?? "GET",
-    headers,
-    signal: controller.signal,
-  });
+  const method = req.method === undefined ? "GET" : FORBIDDEN_METHODS.test(req.method) ? "HEAD" : req.method;
+  try {
+    return new Request(requestUrl(req), { method, headers, signal: controller.signal });
+  } catch {
+    // A method that is no token: nothing a handler here serves.
+    return new Request(requestUrl(req), { method: "HEAD", headers, signal: controller.signal });
+  }
+}
+
+/** Methods a web `Request` cannot be built with (the fetch standard forbids them). */
+const FORBIDDEN_METHODS = /^(connect|trace|track)$/i;
+
+/** The request's URL; a `Host` or target that makes no valid URL falls back to `localhost`, then to `/`. */
+function requestUrl(req: NodeRequestLike): URL {
+  const target = req.url ?? "/";
+  const host = typeof req.headers.host === "string" && req.headers.host !== "" ? req.headers.host : "localhost";
+  for (const base of [host, "localhost"]) {
+    try {
+      // An origin-form target ("/path?q") is appended, so "//other/x" stays a path on this host.
+      return target.startsWith("/") ? new URL(`http://${base}${target}`) : new URL(target, `http://${base}`);
+    } catch {
+      // try the next base
+    }
+  }
+  return new URL("http://localhost/");
 }
 
 /** The key of what an SSE body of `progress.sse()` offers (the core's `DIRECT_BODY`), found across package copies. */
@@ -200,4 +239,53 @@ async function pipeBody(res: NodeResponseLike, body: ReadableStream<Uint8Array>)
     if (failed && res.destroy) res.destroy();
     else if (!res.writableEnded) res.end();
   }
+}
+
+/** Options of {@link nodeHandler}. */
+export interface NodeHandlerOptions {
+  /**
+   * Hears every error a handler threw or rejected with (after the answer was
+   * ended). @default console.error
+   */
+  readonly onError?: ((error: unknown) => void) | undefined;
+}
+
+/**
+ * Wrap an async `(req, res)` handler for `http.createServer`: an error it
+ * throws or rejects with never becomes an unhandled rejection (which ends a
+ * Node 20 process). It is passed to `onError`, and the client gets a 500, or,
+ * when the answer had started, a closed connection.
+ *
+ * @throws nothing: the returned function never throws and its promise never rejects.
+ * @example
+ * ```ts
+ * createServer(nodeHandler(async (req, res) => {
+ *   await writeResponse(res, await progress.sse(toRequest(req, res), "job-1"));
+ * })).listen(3000);
+ * ```
+ */
+export function nodeHandler(
+  handler: (req: IncomingMessage, res: ServerResponse) => unknown,
+  options: NodeHandlerOptions = {},
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const onError = options.onError ?? ((error: unknown) => console.error("[progresscast] request failed", error));
+  return async (req, res) => {
+    try {
+      await handler(req, res);
+    } catch (error) {
+      try {
+        if (!res.headersSent) {
+          res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+          res.end();
+        } else res.destroy();
+      } catch {
+        // the connection is gone already
+      }
+      try {
+        onError(error);
+      } catch {
+        // a failing error hook must not end the process either
+      }
+    }
+  };
 }

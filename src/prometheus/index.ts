@@ -19,6 +19,7 @@
  * | `progresscast_delivery_lag_seconds` | histogram | |
  * | `progresscast_resets_total` | counter | |
  * | `progresscast_read_failures_total` | counter | |
+ * | `progresscast_connection_errors_total` | counter | `transport` |
  * | `progresscast_group_pending` | gauge | `group` |
  * | `progresscast_group_delivered_total` | counter | `group` |
  * | `progresscast_group_claimed_total` | counter | `group` |
@@ -201,6 +202,12 @@ const SPECS: { readonly [N in MetricName]: Spec } = {
     name: "read_failures_total",
     help: "Failed reads of watched streams; after maxReadFailures in a row the watches end with an error.",
     labels: {},
+  },
+  connection_errors: {
+    kind: "counter",
+    name: "connection_errors_total",
+    help: "Client connections ended by a protocol or transport error (a malformed WebSocket frame, a message over the limit).",
+    labels: { transport: ["websocket", "sse"] },
   },
   group_pending: {
     kind: "gauge",

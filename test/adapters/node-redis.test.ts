@@ -23,6 +23,9 @@ testAdapter("node-redis", async () => {
       hset: async (key, fields) => {
         await inspector.client.sendCommand(["HSET", key, ...Object.entries(fields).flat()]);
       },
+      xadd: async (key, fields) => {
+        await inspector.client.sendCommand(["XADD", key, "*", ...Object.entries(fields).flat()]);
+      },
     },
     // Scripts run inside Redis count their inner calls too: count EVALSHA/EVAL calls, i.e. round trips.
     roundTrips: async () => {

@@ -20,6 +20,9 @@ testAdapter("upstash", async () => {
       hset: async (key, fields) => {
         await inspector.client.sendCommand(["HSET", key, ...Object.entries(fields).flat()]);
       },
+      xadd: async (key, fields) => {
+        await inspector.client.sendCommand(["XADD", key, "*", ...Object.entries(fields).flat()]);
+      },
     },
     // Over REST a round trip is one HTTP request, counted by the server.
     roundTrips: async () => rest.requests,

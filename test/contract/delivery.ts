@@ -33,6 +33,13 @@ async function collect(it: AsyncIterable<WatchItem>, n: number, timeoutMs = 10_0
   return await Promise.race([run, timer]);
 }
 
+/** Every item of a watch until it ends (by itself or by its signal). */
+async function drain(it: AsyncIterable<WatchItem>): Promise<WatchItem[]> {
+  const out: WatchItem[] = [];
+  for await (const item of it) out.push(item);
+  return out;
+}
+
 function summary(items: readonly WatchItem[]): string[] {
   return items.map((i) =>
     i.kind === "event" ? `${i.event.op}:${i.event.seq}:${i.event.status}` : `${i.kind}:${i.snapshot?.seq ?? "none"}`,
@@ -160,6 +167,40 @@ export function deliveryTests(harness: () => Harness, make: Make): void {
       await progress.publish("u1", { status: "completed" }, { scope: "user-1" });
       await progress.publish("u2", { progress: 50 }, { scope: "user-1" });
       expect(summary(await items)).toEqual(["u1:1:running", "u2:1:running", "u1:2:completed", "u2:2:running"]);
+    });
+
+    it("a forged entry naming another operation never hands a watcher that operation's data", async (ctx) => {
+      const write = harness().write;
+      if (!write) return ctx.skip();
+      const { progress } = make({ estimate: false });
+      const secret = "bob's private message";
+      await progress.publish("bob-1", { status: "running", progress: 40, message: secret, data: { card: "4242" } });
+      await progress.publish("alice-1", { status: "running", progress: 10 }, { scope: "alice" });
+      const live = drain(progress.watch({ scope: "alice" }, { signal: AbortSignal.timeout(3_000) }));
+      const single = drain(progress.watch("alice-1", { signal: AbortSignal.timeout(3_000) }));
+      await new Promise((r) => setTimeout(r, 100));
+      const ts = new Date().toISOString();
+      const scopeKey = progress.streamKey({ scope: "alice" });
+      // A high seq, then a lower one: what a scope watcher takes for an operation that lost its data.
+      await write.xadd(scopeKey, { v: "1", op: "bob-1", seq: "999999", status: "running", ts });
+      await write.xadd(scopeKey, { v: "1", op: "bob-1", seq: "5", status: "running", ts });
+      // An entry in alice-1's own stream naming bob-1: delivered as alice-1's, never as bob-1's.
+      await write.xadd(progress.streamKey("alice-1"), { v: "1", op: "bob-1", seq: "2", status: "running", ts });
+      await progress.publish("alice-1", { status: "completed" }, { scope: "alice" });
+      const seen = [...(await live), ...(await single)];
+      // A new connection catches up from the scope's history: the same entries again.
+      seen.push(...(await drain(progress.watch({ scope: "alice" }, { signal: AbortSignal.timeout(1_000) }))));
+      // A watcher saw the forged entries (and took the lower seq for lost data): a reset made of them alone.
+      expect(summary(seen)).toContain("bob-1:999999:running");
+      const text = JSON.stringify(seen);
+      expect(text).not.toContain(secret);
+      expect(text).not.toContain("4242");
+      // The operation's own watch never attributes the forged entry to bob-1, and ends on alice-1's own terminal event.
+      const own = await drain(progress.watch("alice-1", { signal: AbortSignal.timeout(2_000) }));
+      expect(own.filter((i) => i.kind === "event").map((i) => (i.kind === "event" ? i.event.op : ""))).not.toContain(
+        "bob-1",
+      );
+      expect(summary(own).at(-1)).toMatch(/^alice-1:\d+:completed$/);
     });
 
     it("many watchers: one reader per manager, every watcher gets every event", async () => {

@@ -16,7 +16,11 @@ export interface Harness {
   port(): StreamPort;
   inspect: Inspector;
   /** Write to the backend behind the library's back (someone else's bad data), when the backend allows it. */
-  write?: { hset(key: string, fields: Fields): Promise<void> };
+  write?: {
+    hset(key: string, fields: Fields): Promise<void>;
+    /** Append an entry with an id chosen by the backend (`*`). */
+    xadd(key: string, fields: Fields): Promise<void>;
+  };
   /** Round trips to the backend so far, when the backend can count them. */
   roundTrips?: () => Promise<number>;
   /** Stop and restart the backend, when it can be. */

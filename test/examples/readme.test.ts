@@ -16,6 +16,10 @@ describe("README snippets", () => {
         "examples/react/JobProgress.tsx",
         "examples/bullmq/server.ts",
         "examples/bullmq/worker.ts",
+        "examples/quick-start/worker.ts",
+        "examples/quick-start/worker.cjs",
+        "examples/bullmq-react/worker.ts",
+        "examples/bullmq-react/Imports.tsx",
       ]),
     );
     for (const [, file = "", body] of marked) expect(body, file).toBe(readFileSync(file, "utf8"));

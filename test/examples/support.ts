@@ -8,6 +8,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 export interface Running {
   readonly url: string;
   readonly output: () => string;
+  /** Whether the process is still running. */
+  readonly alive: () => boolean;
   stop(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function startExample(
   return {
     url,
     output: () => output,
+    alive: () => child.exitCode === null && child.signalCode === null,
     stop: async () => {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once("exit", r));

@@ -3,7 +3,7 @@
  * against a real redis-server: progresscast's `get`, `history`, `watch` and
  * SSE deliver its events exactly as they deliver a TypeScript worker's.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -40,6 +40,14 @@ const SAME: ProgressUpdate[] = [
   { status: "completed", message: "done", ts: TS, cid: "req-1" },
   { progress: 100, ts: TS },
 ];
+
+/** The events whose `ts` is before the previous event's. */
+function backwards(history: readonly { ts: string; seq: number }[]): string[] {
+  return history.flatMap((e, i) => {
+    const before = history[i - 1];
+    return before !== undefined && e.ts < before.ts ? [`seq ${e.seq}: ${e.ts} < ${before.ts}`] : [];
+  });
+}
 
 describe.skipIf(typeof python !== "object")("Python publisher", () => {
   const py = typeof python === "object" ? python.path : "python3";
@@ -101,6 +109,8 @@ describe.skipIf(typeof python !== "object")("Python publisher", () => {
       expect(mine).toEqual(Array.from({ length: 300 }, (_, i) => i));
     }
     expect((await progress.get("py-threads"))?.seq).toBe(600);
+    // Stamped as written, so two threads racing never write a ts before the previous one's.
+    expect(backwards(history)).toEqual([]);
   });
 
   it("refuses every invalid input naming the same field as the TypeScript core", async () => {
@@ -168,7 +178,15 @@ describe.skipIf(typeof python !== "object")("Python publisher", () => {
     expect(watched.at(-1)).toBe("progress:completed");
     expect(watched).toContain("file_completed:running");
     const history = await progress.history("py-task");
-    expect(history[0]).toMatchObject({ status: "running", progress: 0, cid: "celery-1" });
+    // The task's message and data are on its first event; its data on every event.
+    expect(history[0]).toMatchObject({
+      status: "running",
+      progress: 0,
+      cid: "celery-1",
+      message: "Importing b.csv",
+      data: { source: "upload" },
+    });
+    expect(history.every((e) => e.data?.source === "upload")).toBe(true);
     expect(history.length).toBeLessThan(50);
     const fileEvent = history.findIndex((e) => e.type === "file_completed");
     expect(history[fileEvent - 1]).toMatchObject({ current: 50, total: 50, message: "row 50" });
@@ -176,10 +194,47 @@ describe.skipIf(typeof python !== "object")("Python publisher", () => {
     expect(await progress.get("py-task")).toMatchObject({ status: "completed", seq: history.at(-1)?.seq });
   });
 
-  it("task context ends failed with the exception's text, and the exception still propagates", async () => {
-    expect(await driver("task-fail", "py-fail")).toEqual({ raised: "disk full" });
-    expect(await progress.get("py-fail")).toMatchObject({ status: "failed", message: "disk full", current: 4 });
+  it("task context ends failed with the exception's type and text as Python prints it, and the exception propagates", async () => {
+    expect(await driver("task-fail", "py-fail")).toEqual({ raised: "KeyError('sku')" });
+    expect(await progress.get("py-fail")).toMatchObject({
+      status: "failed",
+      message: "KeyError: 'sku'",
+      current: 4,
+      data: { error: { name: "KeyError", message: "'sku'" } },
+    });
+
+    expect(await driver("task-fail-async", "py-afail")).toEqual({ raised: "ValueError('bad row 301')" });
+    const history = await progress.history("py-afail", { limit: 1000 });
+    expect(history.at(-1)).toMatchObject({ status: "failed", message: "ValueError: bad row 301" });
+    // The held progress is written before the failure, and stamped no later than it.
+    expect(history.at(-2)).toMatchObject({ status: "running", current: 300 });
+    expect(backwards(history)).toEqual([]);
   });
+
+  for (const [scenario, op] of [
+    ["cancel-loop", "py-cancel-loop"],
+    ["cancel-loop-async", "py-cancel-aloop"],
+  ] as const) {
+    it(`the README's reporting loop sees a cancel, raises Cancelled and ends cancelled (${scenario})`, async () => {
+      const running = driver(scenario, op);
+      let started = false;
+      for (let i = 0; i < 200 && !started; i++) {
+        started = (await progress.get(op))?.status === "running";
+        if (!started) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(started).toBe(true);
+      expect(await progress.cancel(op, "user pressed cancel")).toBe(true);
+      // Its reports are held by a 600 s throttle: only the task's own check can have seen it.
+      const result = (await running) as { cancelled: string; ended: boolean; rows: number };
+      expect(result).toMatchObject({ cancelled: "user pressed cancel", ended: true });
+      expect(result.rows).toBeLessThan(3000);
+      expect(await progress.get(op)).toMatchObject({ status: "cancelled", message: "user pressed cancel" });
+      const history = await progress.history(op);
+      // The start, the first report, then (held until the end) the last report and the cancellation.
+      expect(history.map((e) => e.status)).toEqual(["running", "running", "running", "cancelled"]);
+      expect(history[2]).toMatchObject({ current: result.rows, total: 3000 });
+    });
+  }
 
   it("asyncio task context and coalescing report", async () => {
     expect(await driver("task-async", "py-atask")).toEqual({ ok: true });
@@ -216,7 +271,13 @@ describe.skipIf(typeof python !== "object")("Python publisher", () => {
         total: 30,
         cid: "req-9",
       });
-      expect((await reader.history("py-celery")).map((e) => e.type)).toContain("file_completed");
+      const history = await reader.history("py-celery");
+      expect(history.map((e) => e.type)).toContain("file_completed");
+      expect(history[0]).toMatchObject({
+        status: "running",
+        message: "Importing rows.csv",
+        data: { file: "rows.csv" },
+      });
     } finally {
       await reader.close();
     }
@@ -302,6 +363,41 @@ describe.skipIf(typeof python !== "object")("Python publisher", () => {
       expect(await delivered(estimating, "py-eta")).toEqual(expected);
     } finally {
       await estimating.close();
+    }
+  });
+
+  it("builds a wheel offline, and the installed wheel publishes (its scripts and py.typed included)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "progresscast-wheel-"));
+    try {
+      // From a copy, so the build leaves nothing in the checkout.
+      const source = join(dir, "src");
+      cpSync(PYTHONPATH, source, {
+        recursive: true,
+        filter: (path) => !/(^|\/)(build|dist|__pycache__|[^/]*\.egg-info)$/.test(path),
+      });
+      const pip = async (args: string[]): Promise<void> => {
+        const r = await run(py, ["-m", "pip", ...args], { timeoutMs: 120_000 });
+        if (r.code !== 0) throw new Error(`pip ${args.join(" ")} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+      };
+      await pip(["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", join(dir, "dist"), source]);
+      const wheels = readdirSync(join(dir, "dist")).filter((f) => f.endsWith(".whl"));
+      expect(wheels).toEqual([expect.stringMatching(/^progresscast-0\.1\.0-py3-none-any\.whl$/)]);
+      const site = join(dir, "site");
+      await pip(["install", "--no-deps", "--no-index", "--target", site, join(dir, "dist", wheels[0] ?? "")]);
+      const code = [
+        "import json, sys, progresscast, redis",
+        "from importlib import resources",
+        "p = progresscast.ProgressPublisher(redis.Redis.from_url(sys.argv[1]), prefix=sys.argv[2])",
+        "r = p.publish('py-wheel', progress=7, message='from the wheel')",
+        "typed = resources.files('progresscast').joinpath('py.typed').is_file()",
+        "print(json.dumps([r.outcome, progresscast.__file__.startswith(sys.argv[3]), typed]))",
+      ].join("\n");
+      const r = await run(py, ["-c", code, redis.url, prefix, site], { env: { PYTHONPATH: site } });
+      expect(r.stderr).toBe("");
+      expect(JSON.parse(r.stdout)).toEqual(["published", true, true]);
+      expect(await progress.get("py-wheel")).toMatchObject({ progress: 7, message: "from the wheel" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -161,6 +161,7 @@ describe("prometheusMetrics", () => {
       delivery_lag_seconds: "histogram",
       resets_total: "counter",
       read_failures_total: "counter",
+      connection_errors_total: "counter",
       group_pending: "gauge",
       group_delivered_total: "counter",
       group_claimed_total: "counter",
@@ -175,6 +176,7 @@ describe("prometheusMetrics", () => {
     expect(value(e, `${P}events_coalesced_total`, { where: "report" })).toBe(0);
     expect(value(e, `${P}events_coalesced_total`, { where: "delivery" })).toBe(0);
     expect(value(e, `${P}watchers_active`)).toBe(0);
+    expect(value(e, `${P}connection_errors_total`, { transport: "websocket" })).toBe(0);
     expect(value(e, `${P}publish_latency_seconds_count`)).toBe(0);
     expect(value(e, `${P}publish_latency_seconds_bucket`, { le: "0.001" })).toBe(0);
     expect(value(e, `${P}publish_latency_seconds_bucket`, { le: "10" })).toBe(0);

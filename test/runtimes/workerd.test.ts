@@ -23,8 +23,12 @@ const TS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 /** The dist files entry.js needs, from package.json `exports`. */
 function requiredDist(): string[] {
-  const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { exports: Record<string, { import?: string }> };
-  return [".", "./memory", "./upstash"].map((subpath) => pkg.exports[subpath]?.import ?? `<no exports["${subpath}"]>`);
+  const pkg = JSON.parse(readFileSync("package.json", "utf8")) as {
+    exports: Record<string, { import?: { default?: string } }>;
+  };
+  return [".", "./memory", "./upstash"].map(
+    (subpath) => pkg.exports[subpath]?.import?.default ?? `<no exports["${subpath}"].import>`,
+  );
 }
 
 /** Bundle the Worker for workerd; fails if any library code came from src/ rather than dist/. */
@@ -49,6 +53,8 @@ async function bundleWorker(): Promise<string> {
   });
   const fromSrc = Object.keys(result.metafile.inputs).filter((input) => input.startsWith("src/"));
   expect(fromSrc, "the Worker must import the built package, not the sources").toEqual([]);
+  const commonJs = Object.keys(result.metafile.inputs).filter((input) => /^dist\/.*\.cjs$/.test(input));
+  expect(commonJs, "the Worker must get the ES module build").toEqual([]);
   const output = result.outputFiles[0];
   if (!output) throw new Error("esbuild produced no output");
   return output.text;

@@ -67,9 +67,14 @@ function fakeSocket(): WebSocketLike & {
   closed: boolean;
   receive(m: unknown): void;
 } {
-  const listeners: { message: Array<(e: { data: unknown }) => void>; close: Array<() => void> } = {
+  const listeners: {
+    message: Array<(e: { data: unknown }) => void>;
+    close: Array<() => void>;
+    error: Array<(e: unknown) => void>;
+  } = {
     message: [],
     close: [],
+    error: [],
   };
   const socket = {
     sent: [] as Array<Record<string, unknown>>,
@@ -83,7 +88,7 @@ function fakeSocket(): WebSocketLike & {
       socket.readyState = 3;
       for (const l of listeners.close) l();
     },
-    addEventListener(type: "message" | "close", listener: never) {
+    addEventListener(type: "message" | "close" | "error", listener: never) {
       listeners[type].push(listener);
     },
     receive(m: unknown) {

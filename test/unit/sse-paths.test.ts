@@ -40,9 +40,21 @@ describe("the two ways an SSE body leaves", () => {
     }
   };
 
+  /** Resolves when the HTTP server below has begun writing a response (so its snapshot is being read). */
+  let answering: Promise<void> = Promise.resolve();
+
   const readHttp = async (progress: Progress, op: string, headers: Record<string, string> = {}): Promise<string> => {
+    let answered = (): void => {};
+    answering = new Promise((r) => {
+      answered = r;
+    });
     const server = createServer((req, res) => {
-      void (async () => writeResponse(res, await progress.sse(toRequest(req, res), op)))();
+      void (async () => {
+        const response = await progress.sse(toRequest(req, res), op);
+        const written = writeResponse(res, response);
+        answered();
+        await written;
+      })();
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     cleanup.push(() => {
@@ -68,7 +80,9 @@ describe("the two ways an SSE body leaves", () => {
     for (let i = 1; i <= 40; i++) await progress.publish("job-1", { current: i, total: 100, message: `step ${i}` });
     const web = progress.sse(new Request("http://x/"), "job-1").then(readWeb);
     const http = readHttp(progress, "job-1");
-    // Live events after both are following: 60 more, then the end.
+    // Live events after both are following (on a busy machine the HTTP request takes a while to arrive): 60 more, then the end.
+    await new Promise((r) => setTimeout(r, 20));
+    await answering;
     await new Promise((r) => setTimeout(r, 50));
     for (let i = 41; i <= 100; i++) await progress.publish("job-1", { current: i, total: 100 });
     await progress.publish("job-1", { status: "completed" });

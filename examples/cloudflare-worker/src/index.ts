@@ -1,4 +1,5 @@
 // A Cloudflare Worker on Upstash: GET /?op=<op> streams the operation's progress.
+// Needs: npm install progresscast @upstash/redis (and wrangler to deploy)
 import { createProgress } from "progresscast";
 import { upstash } from "progresscast/upstash";
 

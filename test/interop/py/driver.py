@@ -6,12 +6,13 @@ import asyncio
 import json
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import redis
 import redis.asyncio
 
-from progresscast import AsyncProgressPublisher, ProgressPublisher, ProgressValidationError
+from progresscast import AsyncProgressPublisher, Cancelled, ProgressPublisher, ProgressValidationError
 
 url, prefix, scenario, op = sys.argv[1:5]
 TS = datetime(2026, 11, 22, 14, 30, 0, 123000, tzinfo=timezone.utc)
@@ -95,7 +96,7 @@ elif scenario == "validation":
 
 elif scenario == "task-ok":
     p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix, throttle_seconds=0.05)
-    with p.task(op, total=50, cid="celery-1") as t:
+    with p.task(op, total=50, cid="celery-1", message="Importing b.csv", data={"source": "upload"}) as t:
         for i in range(50):
             t.advance(message="row %d" % (i + 1))
         t.event("file_completed", data={"file": "b.csv"})
@@ -106,9 +107,58 @@ elif scenario == "task-fail":
     try:
         with p.task(op, total=10) as t:
             t.progress(4)
-            raise RuntimeError("disk full")
-    except RuntimeError as error:
-        out({"raised": str(error)})
+            {}["sku"]
+    except KeyError as error:
+        out({"raised": repr(error)})
+
+elif scenario == "task-fail-async":
+
+    async def main():
+        client = redis.asyncio.Redis.from_url(url)
+        p = AsyncProgressPublisher(client, prefix=prefix, throttle_seconds=0.05)
+        try:
+            async with p.task(op, total=1000) as t:
+                for _ in range(300):
+                    t.advance()
+                raise ValueError("bad row 301")
+        except ValueError as error:
+            return repr(error)
+        finally:
+            await client.aclose() if hasattr(client, "aclose") else await client.close()
+
+    out({"raised": asyncio.run(main())})
+
+elif scenario == "cancel-loop":
+    # The README's loop. Reports are held (a long throttle), so no publish answers
+    # the cancellation: only the task's own check every cancel_check_ms can see it.
+    p = ProgressPublisher(redis.Redis.from_url(url), prefix=prefix, throttle_seconds=600, cancel_check_ms=100)
+    rows = 0
+    with p.task(op, total=3000, message="Importing") as t:
+        for _ in range(3000):
+            time.sleep(0.01)
+            rows += 1
+            t.advance()
+            if t.cancelled:
+                raise Cancelled(t.cancelled)
+    out({"cancelled": t.cancelled, "ended": t.ended, "rows": rows})
+
+elif scenario == "cancel-loop-async":
+
+    async def main():
+        client = redis.asyncio.Redis.from_url(url)
+        p = AsyncProgressPublisher(client, prefix=prefix, throttle_seconds=600, cancel_check_ms=100)
+        rows = 0
+        async with p.task(op, total=3000, message="Importing") as t:
+            for _ in range(3000):
+                await asyncio.sleep(0.01)
+                rows += 1
+                t.advance()
+                if t.cancelled:
+                    raise Cancelled(t.cancelled)
+        await client.aclose() if hasattr(client, "aclose") else await client.close()
+        return {"cancelled": t.cancelled, "ended": t.ended, "rows": rows}
+
+    out(asyncio.run(main()))
 
 elif scenario == "task-async":
 

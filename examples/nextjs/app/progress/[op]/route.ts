@@ -1,4 +1,5 @@
 // Next.js App Router route handler: GET /progress/<op> streams the operation's progress.
+// Needs: npm install progresscast redis (in a Next.js app)
 import { createProgress } from "progresscast";
 import { nodeRedis } from "progresscast/node-redis";
 
