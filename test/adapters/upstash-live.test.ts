@@ -10,15 +10,9 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createClient } from "redis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  decodeLiveMessage,
-  type LiveHandler,
-  type LiveSubscription,
-  type UpstashLiveOptions,
-  upstashLive,
-} from "../../src/adapters/upstash/live.ts";
+import { decodeLiveMessage, type UpstashLiveOptions, upstashLive } from "../../src/adapters/upstash/live.ts";
 import { isBackendError, isConnectionClosedError } from "../../src/core/errors.ts";
-import type { StreamEntry } from "../../src/core/port.ts";
+import type { LiveHandler, LiveSubscription, StreamEntry } from "../../src/core/port.ts";
 import { freePort, type RedisServer, startRedis } from "../support/redis-server.ts";
 import { startUpstashServer, type UpstashServer } from "../support/upstash-server.ts";
 

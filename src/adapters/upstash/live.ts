@@ -35,27 +35,7 @@
  * @module
  */
 import { BackendError, ConnectionClosedError } from "../../core/errors.ts";
-import type { StreamEntry } from "../../core/port.ts";
-
-/** Receives what the backend publishes on live channels. */
-export interface LiveHandler {
-  /** A message on the live channel of stream `key`: the event's stream entry id and fields. */
-  message(key: string, entry: StreamEntry): void;
-  /** The connection was lost and is back (channels subscribed again): messages may have been missed; the core catches up from the streams. */
-  resumed(): void;
-  /** The live path failed for good (e.g. the endpoint refuses streaming subscribe): the core falls back to polling. */
-  failed(error: Error): void;
-}
-
-/** The live channels followed for a set of stream keys. */
-export interface LiveSubscription {
-  /** Subscribe to the live channels of these stream keys; resolves once the backend confirmed, so a stream read started after it misses nothing. */
-  add(keys: readonly string[]): Promise<void>;
-  /** Stop following these keys. */
-  remove(keys: readonly string[]): Promise<void>;
-  /** End every upstream stream (aborts the HTTP requests). Idempotent. */
-  close(): Promise<void>;
-}
+import type { LiveHandler, LiveSubscription, StreamEntry } from "../../core/port.ts";
 
 /** Options of {@link upstashLive}. */
 export interface UpstashLiveOptions {
