@@ -159,6 +159,21 @@ const stream = follow("/events", {
   },
 });
 
+// `/?op=<id>`: also follow one operation of the backend that the demo did not start.
+const watched = new URLSearchParams(location.search).get("op");
+if (watched) {
+  follow(`/ops/${encodeURIComponent(watched)}/events`, {
+    untilTerminal: false,
+    // Its snapshot first (the state of an operation that started before the page), then its events.
+    onEvent: (e) => {
+      if (e.kind === "event" || !debug.jobs[e.op]) apply(e);
+    },
+    onError: (error) => {
+      if (!error.retrying) console.error(error);
+    },
+  });
+}
+
 // ---- rendering ----
 
 const $ = <T extends Element>(selector: string): T => {

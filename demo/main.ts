@@ -1,7 +1,10 @@
 /**
  * `npm start`: a web demo. Simulated jobs publish through the manager on the
  * `demo` scope; the page follows all of them over one SSE connection, can
- * start new ones and cancel running ones.
+ * start new ones and cancel running ones. A page that connects while no job
+ * runs starts a fresh batch, one job of each kind. `/?op=<id>` (or the page's
+ * "Watch" field) also follows any operation on the backend, such as one
+ * published with the CLI or from Python (same Redis and `DEMO_PREFIX`).
  *
  * Memory backend by default; Redis when REDIS_URL is set.
  *
@@ -12,9 +15,12 @@
  * - `DEMO_SPEED`: `fast` (5x, for tests) or a number dividing every delay.
  * - `DEMO_FAIL_RATE`: chance (0..1) that a `sync` job fails (default 0.3).
  * - `DEMO_TOKEN`: the token that may start and cancel jobs (default: random per run).
+ * - `DEMO_PREFIX`: the key prefix (default `pc-demo-<run>`, so a restarted demo starts
+ *   clean); give the CLI's `--prefix` (default `pc`) to watch what it publishes.
  *
  * Routes: `GET /` the page, `/app.js` and `/client.js` bundled on the fly with
  * esbuild, `GET /events` (all jobs), `GET /jobs/:op/events` (one job),
+ * `GET /ops/:op/events` (any operation on the backend),
  * `GET /jobs` (snapshots as JSON), `POST /jobs`, `POST /jobs/:op/cancel`,
  * `GET /metrics` (Prometheus).
  */
@@ -60,7 +66,7 @@ const SCOPE = "demo";
 const metrics = prometheusMetrics({ registry: new Registry() });
 const progress = createProgress({
   ...(redisUrl ? { port: nodeRedis({ url: redisUrl }) } : {}),
-  prefix: `pc-demo-${run}`,
+  prefix: process.env.DEMO_PREFIX || `pc-demo-${run}`,
   ttlSeconds: 3600,
   terminalTtlSeconds: 3600,
   // The scope stream holds every job's events: keep enough for a late tab to rebuild them all.
@@ -84,6 +90,11 @@ function startJob(kind: JobKind): string {
   running.add(job);
   void job.finally(() => running.delete(job));
   return op;
+}
+
+/** One job of each kind. */
+function startBatch(): void {
+  for (const kind of JOB_KINDS) startJob(kind);
 }
 
 // ---- authorization ----
@@ -210,11 +221,20 @@ async function route(request: Request): Promise<Response> {
   const method = request.method;
   const jobPath = /^\/jobs\/([^/]+)\/(events|cancel)$/.exec(path);
 
-  if (method === "GET" && path === "/") return await html();
+  if (method === "GET" && path === "/") {
+    // A page opened after the last batch ended still sees jobs run.
+    if (running.size === 0) startBatch();
+    return await html();
+  }
   if (method === "GET" && path === "/app.js") return script(await bundle("./app.ts", [clientByUrl]));
   if (method === "GET" && path === "/client.js") return script(await bundle("../src/client/index.ts"));
   if (method === "GET" && path === "/events") {
     return await progress.sse(request, { scope: SCOPE }, { authorize: mayWatch, heartbeatMs: 10_000 });
+  }
+  const opPath = /^\/ops\/([^/]+)\/events$/.exec(path);
+  if (method === "GET" && opPath) {
+    // Any operation on the backend may be watched here (a local demo); a bad id gets a 400.
+    return await progress.sse(request, decodeURIComponent(opPath[1] ?? ""), { heartbeatMs: 10_000 });
   }
   if ((method === "GET" || method === "HEAD") && path === "/metrics") return await serveMetrics(request);
   if (method === "GET" && path === "/favicon.ico") return new Response(null, { status: 204 });
@@ -297,7 +317,6 @@ server.listen(listenPort, host, () => {
   console.log(
     `progresscast demo listening on http://${shown}:${port} (${progress.backend} backend${redisUrl ? ` at ${redisUrl}` : ""}, speed ${speed}x)`,
   );
-  for (const kind of JOB_KINDS) startJob(kind);
 });
 
 let stopping = false;

@@ -1,8 +1,9 @@
 /**
- * Child processes of the load benchmarks (`soak.ts`, `capacity.ts`): the SSE
- * clients (`sse-clients.ts`) and the publisher (`publisher.ts`) run outside the
- * server's process so their CPU does not count as the server's, and talk to the
- * parent over IPC with the messages below.
+ * Child processes of the load benchmarks (`soak.ts`, `capacity.ts`,
+ * `fanin.ts`): the SSE clients (`sse-clients.ts`), the publishers
+ * (`publisher.ts`, `fanin-publisher.ts`) and the watching servers
+ * (`fanin-server.ts`) run in processes of their own so each one's CPU is its
+ * own, and talk to the parent over IPC with the messages below.
  */
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -116,6 +117,73 @@ export type FromPublisher =
   | PublisherDone
   | { readonly type: "error"; readonly message: string };
 
+/** What `fanin.ts` compares: how S processes come to hear of the events of K operations. */
+export type FaninVariant = "raw" | "xread" | "live" | "bullmq";
+
+export type ToFaninServer =
+  | {
+      readonly type: "start";
+      readonly variant: FaninVariant;
+      readonly redisUrl: string;
+      /** Key prefix of the progresscast variants; queue name of BullMQ; key prefix of the raw streams. */
+      readonly prefix: string;
+      /** The operations (BullMQ: job ids) to watch. */
+      readonly ops: readonly string[];
+    }
+  | { readonly type: "mark" }
+  | {
+      readonly type: "wait";
+      /** Answer once this many events were received, or after timeoutMs. */
+      readonly count: number;
+      readonly timeoutMs: number;
+    };
+
+export type FromFaninServer =
+  | { readonly type: "ready"; readonly ms: number }
+  | {
+      readonly type: "mark";
+      /** Events received since the watches were ready. */
+      readonly received: number;
+      /** CPU (user + system) of this process since it started, µs. */
+      readonly cpuUs: number;
+      /** This process's clock (performance.now()), ms. */
+      readonly at: number;
+    }
+  | { readonly type: "count"; readonly received: number }
+  | { readonly type: "error"; readonly message: string };
+
+export type ToFaninPublisher =
+  | {
+      readonly type: "init";
+      readonly variant: FaninVariant;
+      readonly redisUrl: string;
+      readonly prefix: string;
+      readonly ops: readonly string[];
+    }
+  | {
+      readonly type: "run";
+      /** Events per second over all operations, round robin. */
+      readonly rate: number;
+      readonly seconds: number;
+    }
+  | { readonly type: "stats" };
+
+export type FromFaninPublisher =
+  | { readonly type: "initialized"; readonly ms: number }
+  | { readonly type: "stats"; readonly published: number; readonly failed: number; readonly behind: number }
+  | {
+      readonly type: "done";
+      readonly published: number;
+      readonly failed: number;
+      readonly seconds: number;
+      /** Events per second achieved over the run. */
+      readonly rate: number;
+      readonly maxBehind: number;
+      /** CPU (user + system) of the publisher process over the run, ms. */
+      readonly cpuMs: number;
+    }
+  | { readonly type: "error"; readonly message: string };
+
 /** A forked child speaking the messages above. */
 export interface Child<In, Out extends { readonly type: string }> {
   readonly process: ChildProcess;
@@ -131,7 +199,7 @@ export interface Child<In, Out extends { readonly type: string }> {
  * the parent goes away (its IPC channel closes).
  */
 export function forkChild<In, Out extends { readonly type: string }>(
-  script: "sse-clients.ts" | "publisher.ts",
+  script: "sse-clients.ts" | "publisher.ts" | "fanin-server.ts" | "fanin-publisher.ts",
   label: string,
 ): Child<In, Out> {
   const child = fork(fileURLToPath(new URL(`./${script}`, import.meta.url)), [label], {

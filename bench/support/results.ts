@@ -24,6 +24,7 @@ const ORDER = [
   "script",
   "delivery",
   "capacity",
+  "fanin",
   "coalescing",
   "adapters",
   "memory",

@@ -18,6 +18,7 @@ FLAG_ALLOW_AFTER_TERMINAL = 2
 FLAG_SCOPE = 4
 FLAG_TERMINAL = 8
 FLAG_RESTART = 16
+FLAG_QUEUED = 32
 
 
 def _read(name: str) -> str:
@@ -62,6 +63,7 @@ def encode_append(
             | (FLAG_SCOPE if item.scope_key else 0)
             | (FLAG_TERMINAL if item.terminal else 0)
             | (FLAG_RESTART if item.restart else 0)
+            | (FLAG_QUEUED if ("status", "queued") in item.fields else 0)
         )
         progress = next((value for name, value in item.fields if name == "progress"), "")
         args += [str(flags), progress, str(len(item.fields) * 2)]

@@ -164,7 +164,10 @@ class _Base:
 
     def _retry_args(self, retry: Retrying) -> Dict[str, Any]:
         self.ended = True
-        return self._common({"type": "retry", "status": "queued", "message": _clip(retry.reason), "data": retry.data()})
+        # Waiting for the next try is a deliberate step back to `queued` in this attempt: waived explicitly.
+        args = self._common({"type": "retry", "status": "queued", "message": _clip(retry.reason), "data": retry.data()})
+        args["allow_backwards"] = True
+        return args
 
 
 class Task(_Base):

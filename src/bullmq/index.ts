@@ -63,14 +63,15 @@ export interface BridgeOptions {
   /**
    * Who starts the new attempt of a job's operation when BullMQ runs the job
    * again (a retry, `job.retry()`, a stalled job). `"worker"`: every worker
-   * wraps its processor with {@link withProgress}, which publishes the first
-   * event of each new attempt itself (a restart) before any progress of it,
-   * and why an attempt failed in that attempt before BullMQ can run the job
-   * again, so nothing of an attempt is lost however late the queue's events
-   * reach the bridge; the bridge then never restarts an operation (that would
-   * drop what the worker already published of the attempt). `"bridge"`: the
-   * bridge starts it on the queue's retry event, for workers without
-   * `withProgress`.
+   * wraps its processor with {@link withProgress}, which publishes each run
+   * itself (`running`, progress, `completed` or `failed`, and the `retry`
+   * event starting the next attempt when a run fails and BullMQ will retry),
+   * so nothing of an attempt is lost or lands in the next one however late
+   * the queue's events reach the bridge; the bridge then publishes only
+   * `queued` of a job not taken by a worker yet (and `completed`/`failed`,
+   * which repeat the worker's, for a job that ends without its processor).
+   * `"bridge"`: the bridge starts attempts on the queue's retry events and
+   * publishes `running`, for workers without `withProgress`.
    * @default "worker" when `forwardProgress` is false, else "bridge"
    * @example "worker"
    */
@@ -151,7 +152,8 @@ export function toProgressUpdate(value: JobProgressValue): ProgressUpdate {
  * `restart`: `attempt` one more, `seq` goes on, the snapshot and the history
  * start over). `job.retry()` of a failed or completed job starts a new attempt too.
  * With `startAttempts: "worker"` (the default with `forwardProgress: false`),
- * the workers' {@link withProgress} starts those attempts instead. One `QueueEvents`
+ * the workers' {@link withProgress} publishes runs and starts attempts instead,
+ * and the bridge adds `queued` only for jobs no worker took yet. One `QueueEvents`
  * reader and one `Queue` connection per bridged queue. Resolves when reading.
  *
  * @throws {Error} when the queue's Redis cannot be reached (BullMQ's error).
@@ -245,6 +247,14 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
 
   // Attempts seen starting, per job, counted as the events arrive.
   const started = new Map<string, number>();
+  /**
+   * `queued` of a job that waits to run. When the workers run jobs with
+   * `withProgress`, it is left out once a worker took the job (the queue's
+   * events may reach the bridge after the worker's own); a `queued` that
+   * crosses the worker's `running` on the way is refused by the ordering rules.
+   */
+  const queued = (jobId: string): Promise<void> =>
+    workerStarts && started.has(jobId) ? Promise.resolve() : publish(jobId, { status: "queued" });
   events.on("waiting", ({ jobId, prev }, id) => {
     const n = started.get(jobId);
     inOrder(jobId, id, () => {
@@ -254,7 +264,9 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
       if (prev === "failed" || prev === "completed") {
         return workerStarts ? Promise.resolve() : publish(jobId, { status: "queued" }, { restart: true });
       }
-      return publish(jobId, { status: "queued" });
+      // A delayed job due (a retry's backoff ended): the workers said so when its attempt failed.
+      if (workerStarts && n !== undefined) return Promise.resolve();
+      return queued(jobId);
     });
   });
   events.on("delayed", ({ jobId }, id) => {
@@ -264,11 +276,16 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
       if (n !== undefined) return await retry(jobId, n);
       const job = await queue.getJob(jobId);
       if (job && job.attemptsMade > 0) await retry(jobId, undefined);
-      else await publish(jobId, { status: "queued" });
+      else await queued(jobId);
     });
   });
   events.on("active", ({ jobId }, id) => {
     started.set(jobId, (started.get(jobId) ?? 0) + 1);
+    // The worker publishes its own `running`, before any progress of the run.
+    if (workerStarts) {
+      lastEventId = id;
+      return;
+    }
     inOrder(jobId, id, async () => {
       // A retried attempt (started by its `retry` event) runs from 0.
       if (retrying.delete(jobId)) await publish(jobId, { status: "running", progress: 0 });
@@ -284,6 +301,8 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
       progress.report(jobId, map(data), publishOptions(jobId));
     });
   });
+  // With workers that start attempts these repeat what the worker published (refused as the
+  // operation already ended); they matter for a job that ends without its processor (stalled too often).
   events.on("completed", ({ jobId }, id) => {
     started.delete(jobId);
     inOrder(jobId, id, () => publish(jobId, { status: "completed", progress: 100 }));
@@ -315,13 +334,13 @@ export async function bridgeQueue(queueName: string, options: BridgeOptions): Pr
 }
 
 /** Options of {@link withProgress}. */
-export interface WithProgressOptions {
+export interface WithProgressOptions<J extends Job = Job> {
   /**
    * Also publish to a scope, chosen per job.
    * @default undefined
    * @example (job) => `user-${job.data.userId}`
    */
-  readonly scope?: (job: Job) => string | undefined;
+  readonly scope?: (job: J) => string | undefined;
   /**
    * Turns a value given to `job.updateProgress` into a progress update.
    * @default {@link toProgressUpdate}
@@ -331,44 +350,52 @@ export interface WithProgressOptions {
 }
 
 /**
- * Wraps a BullMQ processor so that each `job.updateProgress(value)` also
- * reports to progresscast from the worker (coalesced, never throws), the job
- * id as the operation id, before BullMQ records it. Queued, completion and
- * final failure come from {@link bridgeQueue}; give it `forwardProgress: false`
- * so progress is not published twice.
+ * Wraps a BullMQ processor so that its job's run is published from the worker
+ * itself, the job id as the operation id, in order and with no hop through
+ * the queue's event stream: each `job.updateProgress(value)` also reports to
+ * progresscast (coalesced, never throws) before BullMQ records it. The job's
+ * data type is the processor's (`async (job: Job<ImportData>) => ...`).
+ * `queued` of a job waiting for its first run comes from {@link bridgeQueue};
+ * give it `forwardProgress: false` so progress is not published twice.
  *
- * The worker also starts and ends each run of the job on the operation, in
- * order with its progress, awaiting each publish before BullMQ goes on:
- * - before the processor: `running`; or, when BullMQ runs the job again (a
- *   retry, a stalled job, `job.retry()`) or the operation had already ended,
- *   a `retry` event (status `running`, progress 0, the previous failure in
- *   `message`, `data.attemptsMade` and `data.attempts`) that starts a new
- *   attempt of the operation (`restart`), before any progress of it;
- * - when the processor throws and BullMQ will run the job again: a `retry`
- *   event in the failed attempt (status `queued`, the error in `message`,
- *   `data.attemptsMade` and `data.attempts`), shown while the job waits.
+ * The worker starts and ends each run of the job on the operation, awaiting
+ * each publish before BullMQ goes on, so within an attempt the status only
+ * goes forward (`queued`, `running`, then `completed` or `failed`) and no
+ * event of an attempt lands after the next one started:
+ * - before the processor: `running`. When BullMQ runs the job again after a
+ *   failed attempt, the attempt was started already (below) and `running`
+ *   comes with progress 0. When the operation ended (`job.retry()`, an id used
+ *   again), the previous run did not end (a stalled job) or the failed run
+ *   could not say so, a `retry` event (status `running`, progress 0, the
+ *   previous failure in `message`, `data.attemptsMade` and `data.attempts`)
+ *   starts a new attempt of the operation (`restart`).
+ * - when the processor returns: `completed`.
+ * - when it throws and BullMQ will run the job again: a `retry` event that
+ *   starts the next attempt (status `queued`, the error in `message`,
+ *   `data.attemptsMade` and `data.attempts`), shown while the job waits; when
+ *   it will not: `failed` with the error's message.
  *
  * Bad input (a job id that is not an operation id) goes to the manager's
  * logger and `onError`, never into the job.
  *
  * @example
  * ```ts
- * const worker = new Worker("imports", withProgress(progress, async (job) => {
- *   for (let i = 1; i <= 10; i++) await job.updateProgress(i * 10);
+ * const worker = new Worker("imports", withProgress(progress, async (job: Job<{ file: string }>) => {
+ *   for (let i = 1; i <= 10; i++) await job.updateProgress({ current: i, total: 10, message: job.data.file });
  *   return "done";
  * }), { connection });
  * ```
  */
-export function withProgress<T = unknown, R = unknown, N extends string = string>(
+export function withProgress<T = DefaultJobData, R = unknown, N extends string = string>(
   progress: Progress,
   processor: Processor<T, R, N>,
-  options: WithProgressOptions = {},
+  options: WithProgressOptions<Job<T, R, N>> = {},
 ): Processor<T, R, N> {
   const map = options.map ?? toProgressUpdate;
   return async (job, token, signal) => {
     const op = job.id;
     if (op === undefined) return await processor(job, token, signal);
-    const scope = options.scope?.(job as Job);
+    const scope = options.scope?.(job);
     const publishOptions: PublishOptions = scope === undefined ? {} : { scope };
     await startRun(progress, job as Job, op, publishOptions);
     const update = job.updateProgress.bind(job);
@@ -376,20 +403,31 @@ export function withProgress<T = unknown, R = unknown, N extends string = string
       progress.report(op, map(value), publishOptions);
       return update(value);
     };
+    let result: R;
     try {
-      return await processor(job, token, signal);
+      result = await processor(job, token, signal);
     } catch (error) {
       await failedRun(progress, job as Job, op, error, publishOptions);
       throw error;
     }
+    await publishSafely(progress, op, { status: "completed" }, publishOptions);
+    return result;
   };
 }
 
-/** Whether BullMQ ran this job before: a retry, a stalled job run again, or `job.retry()`. */
-function ranBefore(job: Job): boolean {
+/**
+ * The job data of a processor that does not say (BullMQ's own default, as a
+ * `Worker` without type arguments gives it). Annotate the processor's job
+ * (`async (job: Job<ImportData>) => ...`) or give the Worker type arguments
+ * to have it checked.
+ */
+export type DefaultJobData = Job["data"];
+
+/** Whether BullMQ ran this job before without the run ending in a failure (a stalled job, a `DelayedError`). */
+function interrupted(job: Job): boolean {
   // `attemptsStarted` counts this run too; BullMQ versions without it leave it undefined.
   const started: number | undefined = job.attemptsStarted;
-  return job.attemptsMade > 0 || (started !== undefined && started > 1);
+  return started !== undefined && started > job.attemptsMade + 1;
 }
 
 /** Errors a processor throws to move its job elsewhere (delayed, waiting for children, rate limited): no failure. */
@@ -398,7 +436,7 @@ const NOT_FAILURES = new Set(["DelayedError", "WaitingChildrenError", "WaitingEr
 /** Whether BullMQ will run the job again after `error`, by its attempts (a backoff strategy may still say no). */
 function willRetry(job: Job, error: unknown): boolean {
   const name = error instanceof Error ? error.name : "";
-  if (name === "UnrecoverableError" || NOT_FAILURES.has(name)) return false;
+  if (name === "UnrecoverableError") return false;
   return job.attemptsMade + 1 < (job.opts.attempts ?? 1);
 }
 
@@ -418,24 +456,26 @@ async function publishSafely(
   }
 }
 
-/** The first event of a run of `job`: a new attempt of its operation when the job or the operation ran before. */
+/** The first event of a run of `job`: a new attempt of its operation unless one was started for this run. */
 async function startRun(progress: Progress, job: Job, op: string, options: PublishOptions): Promise<void> {
-  if (ranBefore(job)) {
-    const data: Record<string, unknown> = { attemptsMade: job.attemptsMade };
-    if (job.opts.attempts !== undefined) data.attempts = job.opts.attempts;
-    const update: ProgressUpdate = { type: "retry", status: "running", progress: 0, data };
-    const again = job.failedReason ? { ...update, message: job.failedReason.slice(0, 2048) } : update;
-    await publishSafely(progress, op, again, { ...options, restart: true });
-    return;
+  if (!interrupted(job)) {
+    // After a failed run, that run started this attempt (its `retry` event): this one runs from 0.
+    const update: ProgressUpdate = job.attemptsMade > 0 ? { status: "running", progress: 0 } : { status: "running" };
+    const result = await publishSafely(progress, op, update, options);
+    // Refused: the operation ended (`job.retry()`, an id used again) or is still in the previous attempt.
+    if (result?.outcome !== "refused") return;
   }
-  const result = await publishSafely(progress, op, { status: "running" }, options);
-  // The operation ended before this job ran under its id (an id used again, or a job retried with its counts reset).
-  if (result?.outcome === "refused" && result.reason === "terminal") {
-    await publishSafely(progress, op, { status: "running", progress: 0 }, { ...options, restart: true });
-  }
+  const data: Record<string, unknown> = { attemptsMade: job.attemptsMade };
+  if (job.opts.attempts !== undefined) data.attempts = job.opts.attempts;
+  const restart: ProgressUpdate = { type: "retry", status: "running", progress: 0, data };
+  const again = job.failedReason ? { ...restart, message: job.failedReason.slice(0, 2048) } : restart;
+  await publishSafely(progress, op, again, { ...options, restart: true });
 }
 
-/** A run that threw: when BullMQ will run the job again, say why in this attempt, before BullMQ moves the job. */
+/**
+ * A run that threw: when BullMQ will run the job again, the next attempt starts now, saying
+ * why this one failed; else the operation fails. Both before BullMQ moves the job.
+ */
 async function failedRun(
   progress: Progress,
   job: Job,
@@ -443,14 +483,18 @@ async function failedRun(
   error: unknown,
   options: PublishOptions,
 ): Promise<void> {
-  if (!willRetry(job, error)) return;
+  if (error instanceof Error && NOT_FAILURES.has(error.name)) return;
+  const text = (error instanceof Error ? error.message : String(error)) || "The attempt failed";
+  if (!willRetry(job, error)) {
+    await publishSafely(progress, op, { status: "failed", message: text.slice(0, 2048) }, options);
+    return;
+  }
   const data: Record<string, unknown> = { attemptsMade: job.attemptsMade + 1 };
   if (job.opts.attempts !== undefined) data.attempts = job.opts.attempts;
-  const text = error instanceof Error ? error.message : String(error);
   await publishSafely(
     progress,
     op,
-    { type: "retry", status: "queued", message: (text || "The attempt failed; retrying").slice(0, 2048), data },
-    options,
+    { type: "retry", status: "queued", message: text.slice(0, 2048), data },
+    { ...options, restart: true },
   );
 }

@@ -219,6 +219,7 @@ export function snapshotText(s: ProgressSnapshot): string {
   rows.push(["type", s.type]);
   if (s.cid !== undefined) rows.push(["cid", s.cid]);
   rows.push(["seq", String(s.seq)]);
+  rows.push(["attempt", String(s.attempt ?? 1)]);
   if (s.ts !== "") rows.push(["updated", s.ts]);
   if (s.id !== undefined) rows.push(["last id", s.id]);
   if (s.cancel !== undefined) rows.push(["cancel", s.cancel]);
@@ -230,12 +231,13 @@ export function snapshotText(s: ProgressSnapshot): string {
 /** The history of `inspect`, one event a row. */
 export function historyTable(events: readonly ProgressEvent[], scope: boolean): string {
   const header = scope
-    ? ["ID", "OP", "SEQ", "TIME", "TYPE", "STATUS", "PROGRESS", "COUNT", "MESSAGE"]
-    : ["ID", "SEQ", "TIME", "TYPE", "STATUS", "PROGRESS", "COUNT", "MESSAGE"];
+    ? ["ID", "OP", "SEQ", "ATTEMPT", "TIME", "TYPE", "STATUS", "PROGRESS", "COUNT", "MESSAGE"]
+    : ["ID", "SEQ", "ATTEMPT", "TIME", "TYPE", "STATUS", "PROGRESS", "COUNT", "MESSAGE"];
   const rows = events.map((e) => {
     const cells = [
       e.id,
       String(e.seq),
+      String(e.attempt ?? 1),
       e.ts,
       e.type,
       e.status,

@@ -372,7 +372,12 @@ function engine<TData>(options: FollowCallbacks<TData>, href: string, connect: C
       const attempt =
         kind === "event" && prev?.attempt !== undefined && e.attempt !== undefined && e.attempt > prev.attempt;
       if (attempt) samples.delete(op);
-      const next: State = kind === "event" && prev && !attempt ? { ...prev, ...fields } : fields;
+      let next: State = kind === "event" && prev && !attempt ? { ...prev, ...fields } : fields;
+      // As the server's snapshot: a terminal event without a message of its own drops the last step's.
+      if (next !== fields && TERMINAL.includes(e.status) && e.message === undefined && next.message !== undefined) {
+        const { message: _message, ...rest } = next;
+        next = rest;
+      }
       states.set(op, next);
       current = next;
       const now = Date.now();

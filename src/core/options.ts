@@ -116,6 +116,16 @@ export interface ProgressOptions {
    */
   readonly blockMs?: number | undefined;
   /**
+   * Deliver live events over the backend's live channels (the append script
+   * publishes each event it writes; Redis pub/sub, Upstash's streaming
+   * subscribe) and read streams only to catch up. With `false`, or on a
+   * backend that cannot subscribe, or in legacy mode (old writers do not
+   * publish), watchers are fed by one blocking read (or poll) over every
+   * watched stream.
+   * @default true
+   */
+  readonly liveChannels?: boolean | undefined;
+  /**
    * Consecutive failed reads of watched streams after which every affected
    * watch ends: `watch()` throws a `BackendError`, an SSE stream sends
    * `event: error` and closes (the client reconnects), a WebSocket gets an
@@ -173,6 +183,7 @@ export interface ResolvedOptions {
   readonly metrics: Metrics;
   readonly onError: ProgressOptions["onError"];
   readonly blockMs: number;
+  readonly liveChannels: boolean;
   readonly maxReadFailures: number;
   readonly cancelCheckMs: number;
   readonly estimate: boolean;
@@ -204,6 +215,7 @@ const RULES: readonly Rule[] = [
   ["closeTimeoutMs", int(0), "a non-negative integer"],
   ["maxBatch", int(1, 10_000), "an integer from 1 to 10000"],
   ["blockMs", int(10), "an integer of at least 10"],
+  ["liveChannels", (v) => typeof v === "boolean", "true or false"],
   ["maxReadFailures", int(1, 1000), "an integer from 1 to 1000"],
   ["cancelCheckMs", int(10), "an integer of at least 10"],
   ["estimate", (v) => typeof v === "boolean", "true or false"],
@@ -249,6 +261,7 @@ export function resolveOptions(options: ProgressOptions): ResolvedOptions {
     metrics: options.metrics ?? noMetrics,
     onError: options.onError,
     blockMs: o.blockMs ?? 5000,
+    liveChannels: (o.liveChannels ?? true) && legacy === undefined,
     maxReadFailures: o.maxReadFailures ?? 10,
     cancelCheckMs: o.cancelCheckMs ?? 2000,
     estimate: o.estimate ?? true,

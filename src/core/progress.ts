@@ -7,7 +7,8 @@
  */
 
 import { badRequest, type WatchTarget } from "./deliver/http.ts";
-import { Hub } from "./deliver/reader.ts";
+import { LiveReader } from "./deliver/live.ts";
+import { Hub, type Reader } from "./deliver/reader.ts";
 import { type SseOptions, sseResponse } from "./deliver/sse.ts";
 import { type WatchItem, type WatchOptions, watchStream } from "./deliver/watch.ts";
 import { serveSession, type WebSocketLike, type WebSocketOptions } from "./deliver/websocket.ts";
@@ -74,7 +75,7 @@ export class Progress implements AsyncDisposable {
   readonly #cancels = new CancelListeners();
   readonly #closing = new AbortController();
   #closed: Promise<FlushResult> | undefined;
-  #hub: Hub | undefined;
+  #hub: Reader | undefined;
 
   /** @throws {ProgressValidationError} for bad options. */
   constructor(options: ProgressOptions) {
@@ -112,8 +113,9 @@ export class Progress implements AsyncDisposable {
    * ```
    */
   async publish(op: string, update: ProgressUpdate, options: PublishOptions = {}): Promise<PublishResult> {
-    const item = this.#preparer.prepare(op, update, options ?? {});
+    // What is held of this operation goes first, stamped before this event, so time never goes back in its history.
     this.#coalescer.flushOp(op);
+    const item = this.#preparer.prepare(op, update, options ?? {});
     return await this.#writer.send(item, update.cid, true);
   }
 
@@ -440,14 +442,28 @@ export class Progress implements AsyncDisposable {
     return typeof target === "string" ? { op: target } : { scope: target.scope };
   }
 
-  #hubFor(): Hub {
-    this.#hub ??= new Hub(this.#o.port, {
-      blockMs: this.#o.blockMs,
-      maxReadFailures: this.#o.maxReadFailures,
-      logger: this.#o.logger,
-      metrics: this.#o.metrics,
-      closed: this.#closing.signal,
-    });
+  /** The manager's reader: live channels where the backend has them, else one blocking read (or poll). */
+  #hubFor(): Reader {
+    if (this.#hub) return this.#hub;
+    const blocking = (): Hub =>
+      new Hub(this.#o.port, {
+        blockMs: this.#o.blockMs,
+        maxReadFailures: this.#o.maxReadFailures,
+        logger: this.#o.logger,
+        metrics: this.#o.metrics,
+        closed: this.#closing.signal,
+      });
+    const live = this.#o.port.live?.bind(this.#o.port);
+    this.#hub =
+      live && this.#o.liveChannels
+        ? new LiveReader(this.#o.port, live, {
+            logger: this.#o.logger,
+            metrics: this.#o.metrics,
+            closed: this.#closing.signal,
+            maxReadFailures: this.#o.maxReadFailures,
+            fallback: blocking,
+          })
+        : blocking();
     return this.#hub;
   }
 

@@ -20,7 +20,7 @@ export interface ScriptCall {
  * three are `v`, `op`, `seq` (the encoder of the wire format guarantees it);
  * `attempt` is sent last, whatever its place in the item.
  */
-export function encodeAppend(items: readonly AppendItem[], options: AppendOptions): ScriptCall {
+export function encodeAppend(items: readonly AppendItem[], options: AppendOptions, sharded = false): ScriptCall {
   const keys: string[] = [];
   const args: string[] = [
     String(options.ttlSeconds),
@@ -35,7 +35,9 @@ export function encodeAppend(items: readonly AppendItem[], options: AppendOption
       (item.allowAfterTerminal ? 2 : 0) |
       (item.scopeKey ? 4 : 0) |
       (item.terminal ? 8 : 0) |
-      (item.restart ? 16 : 0);
+      (item.restart ? 16 : 0) |
+      (item.fields.status === "queued" ? 32 : 0) |
+      (sharded ? 64 : 0);
     const at = args.length;
     args.push(String(flags), item.fields.progress ?? "", "");
     const { fields } = item;

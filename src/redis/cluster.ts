@@ -299,7 +299,8 @@ export async function clusterAppend(
   const settled = await Promise.allSettled(
     groups.map(async (group) => {
       const plain = group.items.map((item) => (item.scopeKey === undefined ? item : { ...item, scopeKey: undefined }));
-      const { keys, args } = encodeAppend(plain, options);
+      // SPUBLISH: a live channel is named like its stream, in the same slot; PUBLISH would go to every node.
+      const { keys, args } = encodeAppend(plain, options, true);
       const written = commands.script(APPEND_SHA, APPEND_SCRIPT, keys, args);
       const woken = commands.publish(wakeChannel(group.slot, wakeBase), "1");
       woken.catch(() => {});

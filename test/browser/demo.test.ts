@@ -9,6 +9,8 @@ import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { DemoDebug } from "../../demo/app.ts";
+import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
+import { createProgress } from "../../src/index.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -240,6 +242,44 @@ async function scenario(demo: Demo, screenshot: string): Promise<void> {
   }
 }
 
+/**
+ * After every job ended: a page opened now starts a fresh batch, and `/?op=<id>` (what the
+ * page's Watch field opens) follows an operation the demo did not start, published by
+ * another process on the same Redis and prefix (as the CLI or Python would).
+ */
+async function watchAnyOperation(demo: Demo, redisUrl: string, prefix: string): Promise<void> {
+  if (!browser) throw new Error("no browser");
+  const before = (await serverJobs(demo.url)).length;
+  const outside = createProgress({ port: nodeRedis({ url: redisUrl }), prefix, logger: {} });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  try {
+    await outside.publish("ext-import-7", { status: "running", progress: 30, message: "Rows 300 of 1000" });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${demo.url}/`);
+    await page.fill("#watch-op", "ext-import-7");
+    await Promise.all([page.waitForURL(/\?op=ext-import-7$/), page.click("#watch button")]);
+    await page.locator('article.job[data-op="ext-import-7"][data-status="running"][data-progress="30"]').waitFor();
+    await outside.publish("ext-import-7", { progress: 80, message: "Rows 800 of 1000" });
+    await outside.publish("ext-import-7", { status: "completed" });
+    await page.locator('article.job[data-op="ext-import-7"][data-status="completed"][data-progress="100"]').waitFor();
+    // The page opened with no job running started a batch of four (the second load found them running).
+    const jobs = await serverJobs(demo.url);
+    expect(jobs.length).toBe(before + 4);
+    const fresh = jobs.slice(before);
+    expect(fresh.map((j) => j.op.replace(/-\d+$/, ""))).toEqual(["import", "files", "render", "sync"]);
+    await page.waitForFunction(
+      (ops) => ops.every((op) => window.__demo?.jobs[op] !== undefined),
+      fresh.map((j) => j.op),
+    );
+    expect(errors).toEqual([]);
+  } finally {
+    await context.close();
+    await outside.close();
+  }
+}
+
 describe("web demo (npm start)", () => {
   test("memory backend: bars reach 100 %, reload resumes, late tab rebuilds, cancel works", async () => {
     const demo = await startDemo({});
@@ -255,9 +295,11 @@ describe("web demo (npm start)", () => {
     let demo: Demo | undefined;
     try {
       redis = await startRedis();
-      demo = await startDemo({ REDIS_URL: redis.url });
+      const prefix = `pc-ext-${Date.now().toString(36)}`;
+      demo = await startDemo({ REDIS_URL: redis.url, DEMO_PREFIX: prefix });
       expect(demo.output()).toContain("node-redis backend");
       await scenario(demo, "demo-redis.png");
+      await watchAnyOperation(demo, redis.url, prefix);
     } finally {
       await demo?.stop();
       await redis?.close();

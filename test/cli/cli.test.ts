@@ -227,10 +227,11 @@ describe.concurrent("progresscast command, as a process", { timeout: 45_000 }, (
     expect(table.stdout).toMatch(/^progress\s+60%/m);
     expect(table.stdout).toMatch(/^cid\s+req-1$/m);
     expect(table.stdout).toMatch(/^history: 2 events$/m);
-    expect(table.stdout).toMatch(/^ID\s+SEQ\s+TIME\s+TYPE\s+STATUS\s+PROGRESS\s+COUNT\s+MESSAGE$/m);
-    expect(table.stdout).toMatch(/\s1\s+\S+Z\s+progress\s+running\s+40%\s+Chunked 40 of 100$/m);
+    expect(table.stdout).toMatch(/^attempt\s+1$/m);
+    expect(table.stdout).toMatch(/^ID\s+SEQ\s+ATTEMPT\s+TIME\s+TYPE\s+STATUS\s+PROGRESS\s+COUNT\s+MESSAGE$/m);
+    expect(table.stdout).toMatch(/\s1\s+1\s+\S+Z\s+progress\s+running\s+40%\s+Chunked 40 of 100$/m);
     expect(table.stdout).toMatch(
-      new RegExp(`^${result.id}\\s+2\\s+\\S+Z\\s+file_completed\\s+running\\s+60%\\s+60/100$`, "m"),
+      new RegExp(`^${result.id}\\s+2\\s+1\\s+\\S+Z\\s+file_completed\\s+running\\s+60%\\s+60/100$`, "m"),
     );
 
     const json = await inProcess(["inspect", "job-a", "--json", ...backend]);
@@ -419,6 +420,27 @@ describe.concurrent("progresscast command, in process", () => {
     const badLimit = await inProcess(["inspect", "job-i", "--limit", "0", ...backend]);
     expect(badLimit.code).toBe(2);
     expect(badLimit.stderr).toMatch(/Invalid limit/);
+  });
+
+  it("inspect shows the attempt of a retried operation, in the snapshot and in the history (also of a scope)", async ({
+    expect,
+  }) => {
+    await progress.publish("job-retried", { progress: 70, message: "Step 7" }, { scope: "team-retried" });
+    await progress.publish(
+      "job-retried",
+      { type: "retry", status: "queued", message: "disk full" },
+      { restart: true, scope: "team-retried" },
+    );
+    await progress.publish("job-retried", { status: "running", progress: 0 }, { scope: "team-retried" });
+    const shown = await inProcess(["inspect", "job-retried", ...backend]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/^attempt\s+2$/m);
+    expect(shown.stdout, shown.stdout).toMatch(/^\S+\s+2\s+2\s+\S+Z\s+retry\s+queued\s+disk full$/m);
+    expect(shown.stdout).toMatch(/^\S+\s+3\s+2\s+\S+Z\s+progress\s+running\s+0%\s*$/m);
+    const scope = await inProcess(["inspect", "--scope", "team-retried", ...backend]);
+    expect(scope.stdout).toMatch(/^ID\s+OP\s+SEQ\s+ATTEMPT\s+TIME/m);
+    expect(scope.stdout).toMatch(/^\S+\s+job-retried\s+1\s+1\s+\S+Z\s+progress\s+running\s+70%\s+Step 7$/m);
+    expect(scope.stdout).toMatch(/^\S+\s+job-retried\s+2\s+2\s+\S+Z\s+retry\s+queued\s+disk full$/m);
   });
 
   it("watch exits 1 for a failed job, skips the history the snapshot covers, and stops on abort", async ({

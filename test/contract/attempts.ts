@@ -37,6 +37,35 @@ export function attemptsTests(harness: () => Harness, make: Make): void {
       expect(await progress.publish("fresh", { progress: 0 }, { restart: true })).toMatchObject({ seq: 1, attempt: 1 });
     });
 
+    it("within an attempt a status never goes back: queued after running is refused, a restart goes back to queued", async () => {
+      const { progress } = make({ estimate: false });
+      expect(await progress.publish("order", { status: "queued" })).toMatchObject({ ok: true, seq: 1 });
+      expect(await progress.publish("order", { status: "queued", message: "still waiting" })).toMatchObject({
+        ok: true,
+      });
+      expect(await progress.publish("order", { status: "running" })).toMatchObject({ ok: true, seq: 3 });
+      // A queued event that arrives late (another process's) changes nothing.
+      expect(await progress.publish("order", { status: "queued" })).toMatchObject({
+        ok: false,
+        reason: "backwards",
+        seq: 3,
+      });
+      expect(await progress.get("order")).toMatchObject({ status: "running", seq: 3 });
+      expect(await progress.publish("order", { status: "queued" }, { allowBackwards: true })).toMatchObject({
+        ok: true,
+      });
+      await progress.publish("order", { status: "running" });
+      // A retried job waits again in its next attempt.
+      const retry = await progress.publish("order", { type: "retry", status: "queued" }, { restart: true });
+      expect(retry).toMatchObject({ ok: true, attempt: 2 });
+      expect(await progress.publish("order", { status: "running" })).toMatchObject({ ok: true, attempt: 2 });
+      expect(await progress.publish("order", { status: "queued" })).toMatchObject({ ok: false, reason: "backwards" });
+      expect((await progress.history("order")).map((e) => [e.attempt, e.status])).toEqual([
+        [2, "queued"],
+        [2, "running"],
+      ]);
+    });
+
     it("a watcher resuming from the previous attempt gets a reset with the new attempt's snapshot", async () => {
       const { progress } = make({ estimate: false });
       const first = await progress.publish("again", { progress: 30 });

@@ -48,7 +48,13 @@ describe("a reader that keeps failing", () => {
   it("logs each failure at error level, counts read_failures, then ends the watch with a BackendError", async () => {
     const { port } = flaky();
     const o = observed();
-    const progress = new Progress({ port, logger: o.logger, metrics: o.metrics, maxReadFailures: 3 });
+    const progress = new Progress({
+      port,
+      logger: o.logger,
+      metrics: o.metrics,
+      maxReadFailures: 3,
+      liveChannels: false,
+    });
     try {
       await progress.publish("job-1", { status: "running", progress: 10 });
       const watch = collect(progress.watch("job-1"));
@@ -67,7 +73,13 @@ describe("a reader that keeps failing", () => {
   it("ends an SSE stream with `event: error` so the client reconnects; a watch after recovery works", async () => {
     const { port, broken } = flaky();
     const o = observed();
-    const progress = new Progress({ port, logger: o.logger, metrics: o.metrics, maxReadFailures: 2 });
+    const progress = new Progress({
+      port,
+      logger: o.logger,
+      metrics: o.metrics,
+      maxReadFailures: 2,
+      liveChannels: false,
+    });
     try {
       await progress.publish("job-2", { status: "running", progress: 10 });
       const response = await progress.sse(new Request("http://x/progress/job-2"), "job-2");

@@ -17,7 +17,8 @@ describe("a watched key overwritten with another type", () => {
     const server = await startRedis();
     open.push(server);
     const prefix = uniquePrefix();
-    const options = { prefix, logger: {}, throttle: false as const, blockMs: 200 };
+    // The blocking reader: a shared XREAD over every watched key, which one bad key would fail.
+    const options = { prefix, logger: {}, throttle: false as const, blockMs: 200, liveChannels: false };
     const publisher = new Progress({ port: nodeRedis({ url: server.url }), ...options });
     const watching = new Progress({ port: nodeRedis({ url: server.url }), ...options });
     open.push(publisher, watching);

@@ -12,6 +12,19 @@
  *   queue time (`EXECABORT`) answers `400 {"error"}`.
  * - Path-style commands (`/get/key`, `/set/key/value`, a POST body as the last
  *   argument) for curl.
+ * - Streaming pub/sub, as `Redis.subscribe()` / `psubscribe()` call it:
+ *   `POST /subscribe/<channel>[/<channel>...]` (or `/psubscribe/<pattern>...`),
+ *   each name percent-decoded, the request body ignored. The answer is
+ *   `200 text/event-stream` over a Redis connection of its own that holds the
+ *   subscription: one `data: subscribe,<channel>,<count>` line per channel
+ *   once Redis confirmed it, then `data: message,<channel>,<payload>` (or
+ *   `data: pmessage,<pattern>,<channel>,<payload>`) per message, each followed
+ *   by a blank line. Payloads are written as published, never base64 (the
+ *   client does not decode them). When the HTTP client goes away the Redis
+ *   subscription is closed; when Redis goes away the response ends.
+ *   `dropStreams()` cuts every open stream (an upstream drop); with
+ *   `subscribe: false` (`--no-subscribe`) the endpoint answers 405, like a
+ *   REST endpoint without streaming.
  * - `Authorization: Bearer <token>` (or `?_token=`); anything else gets 401.
  * - `Upstash-Encoding: base64`: every string in the result, nested arrays
  *   included, is base64 of its bytes; numbers and null are not. A top-level
@@ -25,6 +38,7 @@
  *
  * Run it for local development:
  * `tsx test/support/upstash-server.ts --redis redis://127.0.0.1:6379 --port 8079 --token dev`
+ * (`--no-subscribe` refuses the streaming subscribe endpoint).
  *
  * @module
  */
@@ -55,6 +69,12 @@ export interface UpstashServerOptions {
    * @default 0, a free port
    */
   readonly port?: number | undefined;
+  /**
+   * Serve the streaming `/subscribe` and `/psubscribe` endpoints. `false`
+   * answers them `405 {"error"}`, as a REST endpoint without streaming does.
+   * @default true
+   */
+  readonly subscribe?: boolean | undefined;
 }
 
 /** A running server. */
@@ -64,14 +84,20 @@ export interface UpstashServer {
   /** The bearer token it accepts. */
   readonly token: string;
   readonly port: number;
-  /** HTTP requests received since start (or the last `reset()`), refused ones included. */
+  /** HTTP requests received since start (or the last `reset()`), refused ones included; a subscribe stream is one. */
   readonly requests: number;
+  /** HTTP requests received and not yet answered to the end (open subscribe streams included). */
+  readonly openRequests: number;
+  /** Subscribe streams open now (answered 200 and not yet ended). */
+  readonly openStreams: number;
   /** Every authorized command received, in order, arguments as strings. */
   readonly commands: string[][];
   /** Clear `commands` and set `requests` back to 0. */
   reset(): void;
   /** Change the delay added before every request. */
   setDelay(ms: number): void;
+  /** Cut every open subscribe stream (its HTTP connection is destroyed), as a dropped upstream; returns how many. */
+  dropStreams(): number;
   /** Stop listening, drop open HTTP connections and close every Redis connection. */
   close(): Promise<void>;
 }
@@ -298,8 +324,88 @@ export async function startUpstashServer(options: UpstashServerOptions): Promise
     }
   };
 
+  // Subscribe streams: each holds a Redis connection of its own in subscriber mode.
+  const subscribeEnabled = options.subscribe ?? true;
+  const streams = new Set<ServerResponse>();
+  const subscribers = new Set<Connection>();
+  let openRequests = 0;
+
+  const stream = async (res: ServerResponse, kind: "subscribe" | "psubscribe", names: readonly string[]) => {
+    if (!subscribeEnabled) {
+      send(res, 405, { error: "ERR streaming subscribe is not supported by this endpoint" });
+      return;
+    }
+    const unique = [...new Set(names)];
+    if (unique.length === 0) {
+      send(res, 400, { error: `ERR wrong number of arguments for '${kind}' command` });
+      return;
+    }
+    const subscriber = connect(options.redisUrl, true);
+    subscribers.add(subscriber);
+    let gone = false;
+    const drop = (): void => {
+      gone = true;
+      subscribers.delete(subscriber);
+      if (subscriber.isOpen) subscriber.destroy();
+    };
+    res.once("close", drop);
+    // Lines that arrive before the subscribe lines are written wait here, so the client always sees the confirmation first.
+    let pending: Buffer[] | null = [];
+    const write = (line: Buffer): void => {
+      if (gone) return;
+      if (pending) pending.push(line);
+      else res.write(line);
+    };
+    const line = (...parts: (string | Buffer)[]): Buffer => {
+      const chunks: Buffer[] = [Buffer.from("data: ")];
+      parts.forEach((part, index) => {
+        if (index > 0) chunks.push(Buffer.from(","));
+        chunks.push(typeof part === "string" ? Buffer.from(part, "utf8") : part);
+      });
+      chunks.push(Buffer.from("\n\n"));
+      return Buffer.concat(chunks);
+    };
+    try {
+      await subscriber.connect();
+      if (kind === "subscribe") {
+        await subscriber.subscribe([...unique], (message, channel) => write(line("message", channel, message)), true);
+      } else {
+        for (const pattern of unique) {
+          await subscriber.pSubscribe(
+            pattern,
+            (message, channel) => write(line("pmessage", pattern, channel, message)),
+            true,
+          );
+        }
+      }
+    } catch (error) {
+      drop();
+      if (!res.destroyed) send(res, 500, { error: `ERR ${errorMessage(error)}` });
+      return;
+    }
+    if (gone) return;
+    // Redis went away: the stream ends, so the client notices and subscribes again.
+    // node-redis reports a lost connection that does not reconnect as an "error" alone.
+    subscriber.once("error", () => {
+      if (!res.writableEnded) res.end();
+    });
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    streams.add(res);
+    res.once("close", () => streams.delete(res));
+    unique.forEach((name, index) => {
+      res.write(line(kind, name, String(index + 1)));
+    });
+    const held = pending;
+    pending = null;
+    for (const chunk of held) res.write(chunk);
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     requests += 1;
+    openRequests += 1;
+    res.once("close", () => {
+      openRequests -= 1;
+    });
     if (delayMs > 0) await sleep(delayMs);
     const url = new URL(req.url ?? "/", "http://localhost");
     const auth = req.headers.authorization ?? "";
@@ -357,6 +463,12 @@ export async function startUpstashServer(options: UpstashServerOptions): Promise
       .split("/")
       .filter((part) => part !== "")
       .map((part) => decodeURIComponent(part));
+    const name = (command[0] ?? "").toLowerCase();
+    if (name === "subscribe" || name === "psubscribe") {
+      commands.push(command);
+      await stream(res, name, command.slice(1));
+      return;
+    }
     if (req.method === "POST" && body !== "") command.push(body);
     commands.push(command);
     const outcome = await run(command, base64);
@@ -386,6 +498,12 @@ export async function startUpstashServer(options: UpstashServerOptions): Promise
     get requests() {
       return requests;
     },
+    get openRequests() {
+      return openRequests;
+    },
+    get openStreams() {
+      return streams.size;
+    },
     commands,
     reset() {
       commands.length = 0;
@@ -394,14 +512,20 @@ export async function startUpstashServer(options: UpstashServerOptions): Promise
     setDelay(ms: number) {
       delayMs = ms;
     },
+    dropStreams() {
+      const open = [...streams];
+      for (const res of open) res.destroy();
+      return open.length;
+    },
     close() {
       closed ??= (async () => {
         closing = true;
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await stopped;
-        for (const connection of [...dedicated, shared]) if (connection.isOpen) connection.destroy();
+        for (const connection of [...dedicated, ...subscribers, shared]) if (connection.isOpen) connection.destroy();
         dedicated.clear();
+        subscribers.clear();
         idle.length = 0;
       })();
       return closed;
@@ -416,13 +540,16 @@ async function main(): Promise<void> {
       port: { type: "string", default: "8079" },
       token: { type: "string", default: "dev" },
       delay: { type: "string", default: "0" },
+      subscribe: { type: "boolean", default: true },
     },
+    allowNegative: true,
   });
   const server = await startUpstashServer({
     redisUrl: values.redis,
     token: values.token,
     port: Number(values.port),
     delayMs: Number(values.delay),
+    subscribe: values.subscribe,
   });
   console.log(`Upstash-compatible REST server in front of ${values.redis}`);
   console.log(`UPSTASH_REDIS_REST_URL=${server.url}`);

@@ -36,7 +36,7 @@ local code='ok'
 if not restart then
 local sp=num(st[2])
 if flags%4<2 and ended then code='terminal'
-elseif flags%2==0 and p and sp and p<sp then code='backwards' end
+elseif flags%2==0 and ((p and sp and p<sp) or (flags%64>=32 and st[1]=='running')) then code='backwards' end
 end
 if code=='ok' then
 seq=seq+1
@@ -79,6 +79,8 @@ if ei then f[ei]='0' else f[#f+1]='eta' f[#f+1]='0' end
 clear=not msg and not restart
 end
 local id=redis.call('XADD',ek,'MAXLEN','~',maxlen,'*',fl(f,s,e))
+local pub=flags%128>=64 and 'SPUBLISH' or 'PUBLISH'
+redis.call(pub,ek,cjson.encode({id,fl(f,s,e)}))
 local now=tonumber(string.match(id,'^%d+'))
 local exp=num(st[6])
 if restart or ended or terminal or not exp or exp-now<half then
@@ -94,7 +96,8 @@ redis.call('HSET',sk,'id',id,unpack(ARGV,s+4,e))
 end
 if clear then redis.call('HDEL',sk,'message') end
 if flags%8>=4 then
-redis.call('XADD',KEYS[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
+local sid=redis.call('XADD',KEYS[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
+redis.call(pub,KEYS[i*3],cjson.encode({sid,'id',id,fl(f,s,e)}))
 redis.call('EXPIRE',KEYS[i*3],ttl)
 end
 out[i]={code,id,seq,cancel,att}

@@ -8,11 +8,19 @@
  * @module
  */
 import { Redis } from "ioredis";
-import { ProgressValidationError, TimeoutError } from "../../core/errors.ts";
-import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
+import { ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
+import type {
+  AppendResult,
+  Cursor,
+  KeyEntries,
+  LiveHandler,
+  LiveSubscription,
+  StreamPort,
+} from "../../core/port/port.ts";
 import { appendCall, decodeAppendCall } from "../../redis/append.ts";
 import { type RedisCalls, redisMethods, toKeyEntries, xreadArgs } from "../../redis/calls.ts";
 import { blockTimeout, silentFor, withDeadline } from "../../redis/deadline.ts";
+import { type OpenSubscriber, redisLive } from "../../redis/live.ts";
 import { type IoRedisClusterClient, type IoRedisClusterConfig, ioredisCluster, isIoRedisCluster } from "./cluster.ts";
 import { quitOrDisconnect, readiness, sendArgs, sender } from "./replies.ts";
 
@@ -33,6 +41,16 @@ export interface IoRedisClient {
   on(event: "error", listener: (error: Error) => void): unknown;
   on(event: "ready" | "end", listener: () => void): unknown;
   off(event: "ready" | "end", listener: () => void): unknown;
+}
+
+/** What a subscriber connection (a duplicate of the client) is called with. */
+interface IoRedisSubscriberClient extends IoRedisClient {
+  subscribe(...channels: string[]): Promise<unknown>;
+  unsubscribe(...channels: string[]): Promise<unknown>;
+  ping(): Promise<unknown>;
+  on(event: "message", listener: (channel: string, message: string) => void): unknown;
+  on(event: "error", listener: (error: Error) => void): unknown;
+  on(event: "ready" | "end" | "close", listener: () => void): unknown;
 }
 
 /** Options of {@link ioredis}: a URL, a client you built, or a Redis Cluster to connect to. */
@@ -255,6 +273,47 @@ export function ioredis(options: IoRedisOptions): StreamPort {
       sendArgs(args, (name, rest) => blockingCommand("group", name, rest, blockMs, signal)),
   };
 
+  /** A subscriber connection for live channels: a duplicate that never reconnects by itself (it is replaced). */
+  const openSubscriber: OpenSubscriber = async (onMessage, onLost) => {
+    if (closed) throw new ConnectionClosedError("The ioredis backend is closed (subscribe)");
+    const c = client.duplicate({
+      ...failFast,
+      retryStrategy: () => null,
+      autoResubscribe: false,
+    }) as unknown as IoRedisSubscriberClient;
+    let gone = false;
+    const fail = (error: Error): void => {
+      if (gone) return;
+      gone = true;
+      onLost(error);
+    };
+    c.on("error", fail);
+    c.on("close", () => fail(new ConnectionClosedError("The subscriber connection closed")));
+    c.on("message", (channel, message) => onMessage(channel, message));
+    watchReady(c);
+    const destroy = (): void => {
+      gone = true;
+      c.disconnect();
+    };
+    try {
+      await ready(c, "subscribe");
+    } catch (error) {
+      destroy();
+      throw error;
+    }
+    return {
+      subscribe: async (channels) => {
+        await c.subscribe(...channels);
+      },
+      unsubscribe: async (channels) => {
+        await c.unsubscribe(...channels);
+      },
+      ping: () => c.ping(),
+      destroy,
+    };
+  };
+  const subscriptions = new Set<LiveSubscription>();
+
   const port: StreamPort & { delete(stateKey: string, eventsKey: string): Promise<boolean> } = {
     name: "ioredis",
     capabilities: { groups: true, blocking: true },
@@ -275,6 +334,17 @@ export function ioredis(options: IoRedisOptions): StreamPort {
       );
     },
 
+    /** One subscriber connection per manager, SUBSCRIBE in batches; nothing per event. */
+    live(handler: LiveHandler): LiveSubscription {
+      const subscription = redisLive(openSubscriber, handler, {
+        deadlineMs: healthCheckMs,
+        pingMs: Math.min(healthCheckMs, 5000),
+        onConnectionError,
+      });
+      subscriptions.add(subscription);
+      return subscription;
+    },
+
     /** One round trip (DEL of the snapshot and the stream; on a cluster they share a slot). */
     async delete(stateKey: string, eventsKey: string): Promise<boolean> {
       return Number(await command("del", [stateKey, eventsKey], "delete")) > 0;
@@ -285,6 +355,8 @@ export function ioredis(options: IoRedisOptions): StreamPort {
       if (closed) return;
       closed = true;
       clearInterval(healthTimer);
+      await Promise.all([...subscriptions].map((sub) => sub.close()));
+      subscriptions.clear();
       for (const b of blockers.values()) b.client.disconnect();
       blockers.clear();
       if (owned) await quitOrDisconnect(client);

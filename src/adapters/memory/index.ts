@@ -15,6 +15,8 @@ import type {
   Fields,
   GroupReadOptions,
   KeyEntries,
+  LiveHandler,
+  LiveSubscription,
   OperationRead,
   StreamEntry,
   StreamPort,
@@ -92,6 +94,8 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
   const now = options.now ?? Date.now;
   const store = new Map<string, Slot>();
   const waiters = new Set<() => void>();
+  /** Live channels: stream key -> handlers following it, as Redis pub/sub (each message is handed over asynchronously). */
+  const channels = new Map<string, Set<LiveHandler>>();
   let closed = false;
   let writes = 0;
 
@@ -129,6 +133,13 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
     const id = `${s.lastMs}-${s.lastSeq}`;
     s.entries.push({ id, fields });
     if (s.entries.length > maxLen) s.entries.splice(0, s.entries.length - maxLen);
+    const handlers = channels.get(key);
+    if (handlers !== undefined) {
+      const message: StreamEntry = { id, fields: { ...fields } };
+      queueMicrotask(() => {
+        for (const h of handlers) h.message(key, message);
+      });
+    }
     return id;
   };
   const after = (entries: readonly StreamEntry[], id: string): number => {
@@ -164,7 +175,8 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
       if (!item.allowAfterTerminal && ended) return { ok: false, refused: "terminal", seq, cancelled };
       const p = num(item.fields.progress);
       const stored = num(state?.progress);
-      if (!item.allowBackwards && p !== undefined && stored !== undefined && p < stored) {
+      const statusBack = item.fields.status === "queued" && state?.status === "running";
+      if (!item.allowBackwards && ((p !== undefined && stored !== undefined && p < stored) || statusBack)) {
         return { ok: false, refused: "backwards", seq, cancelled };
       }
     }
@@ -242,6 +254,35 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
         state: state ? { ...state } : null,
         entries: entries.slice(from, from + range.limit),
         firstId: entries[0]?.id ?? null,
+      };
+    },
+
+    live(handler: LiveHandler): LiveSubscription {
+      const mine = new Set<string>();
+      return {
+        async add(keys) {
+          check();
+          for (const key of keys) {
+            mine.add(key);
+            let set = channels.get(key);
+            if (!set) {
+              set = new Set();
+              channels.set(key, set);
+            }
+            set.add(handler);
+          }
+        },
+        async remove(keys) {
+          for (const key of keys) {
+            mine.delete(key);
+            const set = channels.get(key);
+            set?.delete(handler);
+            if (set?.size === 0) channels.delete(key);
+          }
+        },
+        async close() {
+          await this.remove([...mine]);
+        },
       };
     },
 

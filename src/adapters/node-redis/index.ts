@@ -1,17 +1,28 @@
 /**
  * The node-redis backend: the `redis` package over TCP, for Node workers,
  * long-lived servers and Deno. A publish is one round trip (one Lua script,
- * EVALSHA first, EVAL on NOSCRIPT); waiting for new entries is one blocking
- * XREAD over every watched key on one dedicated connection.
+ * EVALSHA first, EVAL on NOSCRIPT), and the script publishes each event on
+ * its stream's live channel; watchers are fed from one subscriber connection
+ * (SUBSCRIBE to the channels of the watched streams). Without live channels
+ * (`liveChannels: false`, legacy mode) waiting is one blocking XREAD over
+ * every watched key on one dedicated connection.
  *
  * @module
  */
 import { createClient } from "redis";
 import { ConnectionClosedError, ProgressValidationError, TimeoutError } from "../../core/errors.ts";
-import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
+import type {
+  AppendResult,
+  Cursor,
+  KeyEntries,
+  LiveHandler,
+  LiveSubscription,
+  StreamPort,
+} from "../../core/port/port.ts";
 import { appendCall, decodeAppendCall } from "../../redis/append.ts";
 import { type RedisCalls, redisMethods, toKeyEntries, xreadArgs } from "../../redis/calls.ts";
 import { blockTimeout, silentFor, withDeadline } from "../../redis/deadline.ts";
+import { type OpenSubscriber, redisLive } from "../../redis/live.ts";
 import {
   createOwnedCluster,
   isNodeRedisCluster,
@@ -33,7 +44,14 @@ export interface NodeRedisClient {
   destroy(): void;
   close(): Promise<unknown>;
   on(event: "error", listener: (error: Error) => void): unknown;
-  on(event: "ready", listener: () => void): unknown;
+  on(event: "ready" | "end", listener: () => void): unknown;
+}
+
+/** What a subscriber connection (a duplicate of the client) is called with. */
+interface NodeRedisSubscriberClient extends NodeRedisClient {
+  subscribe(channels: string[], listener: (message: string, channel: string) => void): Promise<unknown>;
+  unsubscribe(channels: string[]): Promise<unknown>;
+  ping(): Promise<unknown>;
 }
 
 /** Options of {@link nodeRedis}: a URL, or a client you built. */
@@ -281,6 +299,42 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     }
   };
 
+  /** A subscriber connection for live channels: a duplicate of the client, replaced (never reconnected) when lost. */
+  const openSubscriber: OpenSubscriber = async (onMessage, onLost) => {
+    if (closed) throw new ConnectionClosedError("The node-redis backend is closed (subscribe)");
+    const c = client.duplicate({ disableOfflineQueue: true }) as unknown as NodeRedisSubscriberClient;
+    let gone = false;
+    const fail = (error: Error): void => {
+      if (gone) return;
+      gone = true;
+      onLost(error);
+    };
+    c.on("error", fail);
+    c.on("end", () => fail(new ConnectionClosedError("The subscriber connection ended")));
+    const destroy = (): void => {
+      gone = true;
+      if (c.isOpen) c.destroy();
+    };
+    try {
+      await ready(c, "subscribe");
+    } catch (error) {
+      destroy();
+      throw error;
+    }
+    const listener = (message: string, channel: string): void => onMessage(channel, message);
+    return {
+      subscribe: async (channels) => {
+        await c.subscribe([...channels], listener);
+      },
+      unsubscribe: async (channels) => {
+        await c.unsubscribe([...channels]);
+      },
+      ping: () => c.ping(),
+      destroy,
+    };
+  };
+  const subscriptions = new Set<LiveSubscription>();
+
   const calls: RedisCalls = {
     command: (_key, args, what) => command(args, what),
     script,
@@ -303,6 +357,16 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
       return toKeyEntries(await blockingCommand("wait", args, o.blockMs, o.signal));
     },
 
+    live(handler: LiveHandler): LiveSubscription {
+      const subscription = redisLive(openSubscriber, handler, {
+        deadlineMs: healthCheckMs,
+        pingMs: Math.min(healthCheckMs, 5000),
+        onConnectionError,
+      });
+      subscriptions.add(subscription);
+      return subscription;
+    },
+
     async delete(stateKey, eventsKey) {
       return Number(await command(["DEL", stateKey, eventsKey], "delete")) > 0;
     },
@@ -311,6 +375,8 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
       if (closed) return;
       closed = true;
       clearInterval(healthTimer);
+      await Promise.all([...subscriptions].map((s) => s.close()));
+      subscriptions.clear();
       for (const b of blockers.values()) if (b.client.isOpen) b.client.destroy();
       blockers.clear();
       if (owned) await closeOrDestroy(client);

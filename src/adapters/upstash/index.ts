@@ -79,7 +79,7 @@ export type UpstashOptions = UpstashUrlOptions | UpstashClientOptions;
  */
 export function upstash(options: UpstashOptions): UpstashPort {
   const poll: UpstashPollOptions = { pollMinMs: options.pollMinMs, pollMaxMs: options.pollMaxMs };
-  if (options.client !== undefined) return createUpstashPort(options.client, poll);
+  if (options.client !== undefined) return createUpstashPort(options.client, { ...poll, live: options.live });
   if (typeof options.url !== "string" || !/^https?:\/\//.test(options.url)) {
     throw new ProgressValidationError(
       "url",
@@ -101,5 +101,7 @@ export function upstash(options: UpstashOptions): UpstashPort {
     automaticDeserialization: false,
     ...(options.retry !== undefined ? { retry: options.retry } : {}),
   });
-  return createUpstashPort(client, poll);
+  // Live events through the same endpoint's streaming subscribe, unless turned off.
+  const live = options.live === false ? false : { url: options.url, token: options.token, ...options.live };
+  return createUpstashPort(client, { ...poll, live });
 }

@@ -17,6 +17,8 @@ import type {
   Fields,
   GroupReadOptions,
   KeyEntries,
+  LiveHandler,
+  LiveSubscription,
   OperationRead,
   PortCapabilities,
   StreamEntry,
@@ -26,6 +28,7 @@ import { appendCall, decodeAppendCall } from "../../redis/append.ts";
 import { replyError } from "../../redis/errors.ts";
 import { CANCEL_SCRIPT, CANCEL_SHA, DELETE_SCRIPT } from "../../redis/scripts.ts";
 import type { UpstashClient, UpstashPipeline } from "./client.ts";
+import { type UpstashLiveOptions, upstashLive } from "./live.ts";
 import { toClaimed, toEntries, toGroupPending, toKeyEntries, toState } from "./replies.ts";
 
 /** Polling of `wait` and `groupRead`, which REST cannot do server-side. */
@@ -42,6 +45,16 @@ export interface UpstashPollOptions {
    * @default 1000
    */
   readonly pollMaxMs?: number | undefined;
+  /**
+   * Live events through the database's streaming subscribe (the append
+   * script publishes each event on its stream's channel): an idle watcher
+   * then costs no request while its stream stands, and an event none per
+   * watcher. Polling is the fallback, used as well when the endpoint refuses
+   * streaming subscribe. `false`: poll only. With `upstash({ url, token })`
+   * the same URL and token are used; with `upstash({ client })` give them here.
+   * @default on with `{ url, token }`, off with `{ client }`
+   */
+  readonly live?: false | UpstashLiveOptions | undefined;
 }
 
 /** The port returned by `upstash()`: a `StreamPort` that is also `AsyncDisposable`. */
@@ -276,9 +289,21 @@ export function createUpstashPort(client: UpstashClient, options: UpstashPollOpt
     );
   };
 
+  const liveOptions = options.live;
+  const subscriptions = new Set<LiveSubscription>();
   const port: UpstashPort = {
     name: "upstash",
     capabilities: CAPABILITIES,
+    ...(liveOptions
+      ? {
+          /** One streaming request per batch of new keys; none per event, none while idle. */
+          live(handler: LiveHandler): LiveSubscription {
+            const subscription = upstashLive(liveOptions, handler);
+            subscriptions.add(subscription);
+            return subscription;
+          },
+        }
+      : {}),
 
     /** One request: EVALSHA of the append script (plus one EVAL the first time the script is not cached). */
     async append(items: readonly AppendItem[], appendOptions: AppendOptions): Promise<AppendResult[]> {
@@ -424,9 +449,11 @@ export function createUpstashPort(client: UpstashClient, options: UpstashPollOpt
       }
     },
 
-    /** Marks the port closed and ends pending waits; the client (REST, stateless) has nothing to release. */
+    /** Marks the port closed, ends pending waits and aborts the live streams; the client (REST, stateless) has nothing to release. */
     async close(): Promise<void> {
       closing.abort();
+      await Promise.all([...subscriptions].map((sub) => sub.close()));
+      subscriptions.clear();
     },
 
     async [Symbol.asyncDispose](): Promise<void> {

@@ -27,6 +27,16 @@ export interface Listener {
   fail(error: BackendError): void;
 }
 
+/** What watchers subscribe to: the blocking reader ({@link Hub}) or the live reader. */
+export interface Reader {
+  /**
+   * Deliver every entry of `key` after `after` to `listener` until the
+   * returned function is called. `sequenced`: an operation's stream, whose
+   * `seq` goes up by one per entry.
+   */
+  subscribe(key: string, after: string, listener: Listener, sequenced?: boolean): () => void;
+}
+
 interface KeyState {
   cursor: string;
   readonly listeners: Set<Listener>;
@@ -38,7 +48,7 @@ interface KeyState {
  * every watched key; adding a key (or a watcher that needs older entries)
  * interrupts it so the next read includes the change at once.
  */
-export class Hub {
+export class Hub implements Reader {
   readonly #keys = new Map<string, KeyState>();
   readonly #port: StreamPort;
   readonly #blockMs: number;

@@ -10,7 +10,7 @@ import {
   type ProgressEvent,
   type ProgressSnapshot,
 } from "../wire/index.ts";
-import type { Hub, Listener } from "./reader.ts";
+import type { Listener, Reader } from "./reader.ts";
 
 /** One item of a watch: the snapshot first (or a reset), then events. */
 export type WatchItem =
@@ -57,7 +57,7 @@ export interface WatchOptions {
 /** What a watch needs from its manager. */
 export interface WatchContext {
   readonly port: StreamPort;
-  readonly hub: Hub;
+  readonly hub: Reader;
   readonly metrics: Metrics;
   readonly closed: AbortSignal;
 }
@@ -381,7 +381,7 @@ export class Watch implements AsyncGenerator<WatchItem, void, undefined>, Listen
     if (this.#subscribed) return;
     this.#subscribed = true;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
-    this.#unsubscribe = this.#ctx.hub.subscribe(this.#keys.events, this.#lastId, this);
+    this.#unsubscribe = this.#ctx.hub.subscribe(this.#keys.events, this.#lastId, this, this.#single);
   }
 
   /**

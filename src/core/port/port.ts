@@ -139,6 +139,33 @@ export interface ClaimOptions {
   readonly count: number;
 }
 
+/** Receives what the backend publishes on live channels (see {@link StreamPort.live}). */
+export interface LiveHandler {
+  /** A message on the live channel of stream `key`: the event's stream entry id and fields. */
+  message(key: string, entry: StreamEntry): void;
+  /**
+   * The connection was lost and is back, every channel subscribed again:
+   * messages may have been missed meanwhile; the core catches up from the streams.
+   */
+  resumed(): void;
+  /** The live path failed for good (a backend that refuses subscriptions): the core reads the streams instead. */
+  failed(error: Error): void;
+}
+
+/** The live channels a manager follows, on one subscriber connection (one per cluster master). */
+export interface LiveSubscription {
+  /**
+   * Subscribe to the live channels of these stream keys. Resolves once the
+   * backend confirmed, so a stream read started after it misses nothing.
+   * Rejects when the backend cannot be reached (the core retries).
+   */
+  add(keys: readonly string[]): Promise<void>;
+  /** Stop following these keys. */
+  remove(keys: readonly string[]): Promise<void>;
+  /** Close the subscriber connection. Idempotent. */
+  close(): Promise<void>;
+}
+
 /** What a backend can do; the contract suite skips by these, never by adapter name. */
 export interface PortCapabilities {
   /** Consumer groups (read/ack/claim). */
@@ -188,6 +215,15 @@ export interface StreamPort {
     eventsKey: string,
     range: { readonly after?: string | undefined; readonly limit: number },
   ): Promise<OperationRead>;
+
+  /**
+   * Follow the live channels of streams: the backend publishes every event
+   * it appends (and its scope copy) on a channel of the stream's key, and
+   * hands each message to `handler`. Absent on backends that cannot
+   * subscribe: the core then waits with {@link StreamPort.wait}.
+   * Round trips: one subscribe per batch of keys; none per event.
+   */
+  live?(handler: LiveHandler): LiveSubscription;
 
   /** Read a snapshot hash. One round trip. */
   getState(stateKey: string): Promise<Fields | null>;

@@ -13,7 +13,11 @@
 --   then per item: flags, progress ("" when absent), field count, fields
 --     (`v`, `op`, `seq` first; when the last field is `attempt` the script
 --     sets its value). Flags: 1 allow backwards, 2 allow after terminal,
---     4 has scope, 8 terminal, 16 restart.
+--     4 has scope, 8 terminal, 16 restart, 32 status `queued` (refused as
+--     backwards after `running` in the same attempt), 64 publish with
+--     SPUBLISH (Redis Cluster) rather than PUBLISH.
+-- Live channels: each entry written (and its scope copy) is published on a
+--   channel named like its stream key, as the JSON array [id, field, value, ...].
 -- Output: per item { code, id, seq, cancel, attempt }; code is 'ok',
 --   'backwards' or 'terminal' (then id is '').
 --- @include "append-items"

@@ -58,7 +58,8 @@ for i=1,tonumber(ARGV[4]) do
   if not restart then
     local sp=num(st[2])
     if flags%4<2 and ended then code='terminal'
-    elseif flags%2==0 and p and sp and p<sp then code='backwards' end
+    -- Flag 32: a `queued` event after `running` moves the status back within the attempt.
+    elseif flags%2==0 and ((p and sp and p<sp) or (flags%64>=32 and st[1]=='running')) then code='backwards' end
   end
   if code=='ok' then
     seq=seq+1
@@ -104,6 +105,10 @@ for i=1,tonumber(ARGV[4]) do
       clear=not msg and not restart
     end
     local id=redis.call('XADD',ek,'MAXLEN','~',maxlen,'*',fl(f,s,e))
+    -- The live channel, named like the stream: the entry as [id, field, value, ...].
+    -- Flag 64 (Redis Cluster): SPUBLISH, which stays in the script's slot; PUBLISH would go to every node.
+    local pub=flags%128>=64 and 'SPUBLISH' or 'PUBLISH'
+    redis.call(pub,ek,cjson.encode({id,fl(f,s,e)}))
     -- Server time in ms, from the entry id.
     local now=tonumber(string.match(id,'^%d+'))
     local exp=num(st[6])
@@ -121,7 +126,8 @@ for i=1,tonumber(ARGV[4]) do
     end
     if clear then redis.call('HDEL',sk,'message') end
     if flags%8>=4 then
-      redis.call('XADD',KEYS[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
+      local sid=redis.call('XADD',KEYS[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
+      redis.call(pub,KEYS[i*3],cjson.encode({sid,'id',id,fl(f,s,e)}))
       redis.call('EXPIRE',KEYS[i*3],ttl)
     end
     out[i]={code,id,seq,cancel,att}
