@@ -4,33 +4,27 @@
  */
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
 import { defaultKeys } from "../../src/core/port/keys.ts";
-import type { createProgress } from "../../src/index.ts";
+import type { ProgressOptions } from "../../src/index.ts";
 import type { FaninVariant } from "./children.ts";
 
 /** Stream length the publishers keep (`MAXLEN ~`). */
 export const FANIN_MAX_LEN = 1000;
 
-/**
- * Options of `createProgress` for a progresscast variant. `liveChannels` is
- * passed through a cast so this compiles against a library that does not know
- * the option yet (it is ignored there, and the live variant measures the
- * blocking reader).
- */
+/** Options of `createProgress` for a progresscast variant: live channels, or the blocking XREAD reader. */
 export function progressOptions(
   variant: FaninVariant,
   redisUrl: string,
   prefix: string,
   publisher: boolean,
-): Parameters<typeof createProgress>[0] {
-  const live = variant === "live";
+): ProgressOptions {
   return {
     port: nodeRedis({ url: redisUrl }),
     prefix,
     maxLen: FANIN_MAX_LEN,
     logger: {},
     ...(publisher ? { throttle: false, estimate: false } : {}),
-    ...(live ? { liveChannels: true } : { liveChannels: false }),
-  } as Parameters<typeof createProgress>[0];
+    liveChannels: variant === "live",
+  };
 }
 
 /** Keys of the raw baseline: progresscast's default layout; the channel of an operation is its stream key. */
