@@ -7,6 +7,7 @@
  */
 import { setMaxListeners } from "node:events";
 import { loadavg } from "node:os";
+import { createClient } from "redis";
 import { nodeRedis } from "../src/adapters/node-redis/index.ts";
 import type { StreamPort } from "../src/core/port/port.ts";
 import { Progress } from "../src/core/progress.ts";
@@ -26,6 +27,8 @@ const ROUNDS = 4;
 interface Row {
   readonly name: string;
   readonly publishesPerSec: number;
+  /** Redis CPU per published event, summed over every master. */
+  readonly cpuUs: number;
   readonly p50: number;
   readonly p90: number;
   readonly p99: number;
@@ -37,11 +40,32 @@ interface Row {
 const manager = (port: StreamPort, prefix: string): Progress =>
   new Progress({ port, prefix, logger: {}, estimate: false, throttle: false });
 
-async function throughput(progress: Progress): Promise<number> {
+/** Seconds of CPU (user + sys) a Redis process has used, from `INFO cpu`. */
+async function redisCpu(port: number): Promise<number> {
+  const client = createClient({ url: `redis://127.0.0.1:${port}` });
+  await client.connect();
+  try {
+    const info = String(await client.sendCommand(["INFO", "cpu"]));
+    const num = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+    return num("used_cpu_sys") + num("used_cpu_user");
+  } finally {
+    client.destroy();
+  }
+}
+
+/** CPU seconds used so far by every given Redis process, summed. */
+async function cpuOf(ports: readonly number[]): Promise<number> {
+  let sum = 0;
+  for (const port of ports) sum += await redisCpu(port);
+  return sum;
+}
+
+async function throughput(progress: Progress, ports: readonly number[]): Promise<{ rate: number; cpuUs: number }> {
   const ops = Array.from({ length: OPS }, (_, i) => `tp-${i}`);
   // Warm up: scripts loaded on every node, connections open.
   await Promise.all(ops.map((op) => progress.publish(op, { progress: 0, message: "warm" })));
   let done = 0;
+  const cpuBefore = await cpuOf(ports);
   const started = performance.now();
   let step = 0;
   while (performance.now() - started < THROUGHPUT_MS) {
@@ -49,7 +73,9 @@ async function throughput(progress: Progress): Promise<number> {
     const results = await Promise.all(ops.map((op) => progress.publish(op, { current: step, total: 1_000_000 })));
     done += results.filter((r) => r.ok).length;
   }
-  return (done / (performance.now() - started)) * 1000;
+  const rate = (done / (performance.now() - started)) * 1000;
+  const cpuUs = (((await cpuOf(ports)) - cpuBefore) * 1e6) / Math.max(1, done);
+  return { rate, cpuUs };
 }
 
 /** Latencies of one round: publish call to the watcher's receipt, and the publish call's own round trip. */
@@ -96,7 +122,9 @@ interface Contender {
   readonly watcher: Progress;
   readonly delivery: number[];
   readonly publish: number[];
+  readonly ports: readonly number[];
   publishesPerSec: number;
+  cpuUs: number;
 }
 
 /**
@@ -104,8 +132,10 @@ interface Contender {
  * load (other processes) weighs on both alike rather than on whichever ran
  * second.
  */
-async function measure(backends: ReadonlyArray<{ name: string; port: () => StreamPort }>): Promise<Row[]> {
-  const contenders: Contender[] = backends.map(({ name, port }) => {
+async function measure(
+  backends: ReadonlyArray<{ name: string; port: () => StreamPort; ports: readonly number[] }>,
+): Promise<Row[]> {
+  const contenders: Contender[] = backends.map(({ name, port, ports }) => {
     const prefix = `bench${Date.now().toString(36)}${name.length}`;
     return {
       name,
@@ -113,10 +143,16 @@ async function measure(backends: ReadonlyArray<{ name: string; port: () => Strea
       watcher: manager(port(), prefix),
       delivery: [],
       publish: [],
+      ports,
       publishesPerSec: 0,
+      cpuUs: 0,
     };
   });
-  for (const c of contenders) c.publishesPerSec = await throughput(c.publisher);
+  for (const c of contenders) {
+    const measured = await throughput(c.publisher, c.ports);
+    c.publishesPerSec = measured.rate;
+    c.cpuUs = measured.cpuUs;
+  }
   for (let round = 0; round < ROUNDS; round++) {
     for (const c of contenders) {
       const sampled = await delivery(c.publisher, c.watcher, round, SAMPLES / ROUNDS);
@@ -128,6 +164,7 @@ async function measure(backends: ReadonlyArray<{ name: string; port: () => Strea
   return contenders.map((c) => ({
     name: c.name,
     publishesPerSec: c.publishesPerSec,
+    cpuUs: c.cpuUs,
     p50: quantile(c.delivery, 0.5),
     p90: quantile(c.delivery, 0.9),
     p99: quantile(c.delivery, 0.99),
@@ -145,13 +182,20 @@ try {
   const rootNodes = cluster.rootNodes;
   const load = loadavg()[0] ?? Number.NaN;
   const rows = await measure([
-    { name: "single node (nodeRedis({ url }))", port: () => nodeRedis({ url: single }) },
-    { name: "cluster, 3 masters (nodeRedis({ cluster }))", port: () => nodeRedis({ cluster: { rootNodes } }) },
+    { name: "single node (nodeRedis({ url }))", port: () => nodeRedis({ url: single }), ports: [server.port] },
+    {
+      name: "cluster, 3 masters (nodeRedis({ cluster }))",
+      port: () => nodeRedis({ cluster: { rootNodes } }),
+      ports: cluster.nodes.map((n) => n.port),
+    },
   ]);
   const base = rows[0] as Row;
   const head = [
     "backend",
     "publishes/s",
+    "vs single node",
+    "Redis CPU per publish (all masters)",
+    "vs single node",
     "delivery p50",
     "delivery p90",
     "delivery p99",
@@ -161,6 +205,9 @@ try {
   const cells = rows.map((r) => [
     r.name,
     fmtRate(r.publishesPerSec),
+    fmtRatio(r.publishesPerSec / base.publishesPerSec),
+    `${r.cpuUs.toFixed(0)} µs`,
+    fmtRatio(r.cpuUs / base.cpuUs),
     fmtMs(r.p50),
     fmtMs(r.p90),
     fmtMs(r.p99),
@@ -175,7 +222,8 @@ try {
 
 Measured by \`npx tsx bench/cluster.ts\` on ${m.cpu} (${m.cores} cores, ${m.memoryGb} GB), Node ${m.node}, ${m.date},
 load average ${load.toFixed(1)} when it started. Every Redis process runs on the same machine as the benchmark. Publish throughput: ${OPS} jobs publishing
-concurrently for ${THROUGHPUT_MS / 1000} s (batched by the manager, one script call per slot on the cluster). Delivery:
+concurrently for ${THROUGHPUT_MS / 1000} s (batched by the manager: on the cluster one script call per master for
+the slots it serves, \`append-node.lua\`), with the Redis CPU it cost (\`INFO cpu\`, summed over the masters). Delivery:
 ${SAMPLES} events per backend published one at a time over ${WATCHED} operations, in ${ROUNDS} rounds alternating
 between the backends, timed from the publish call to the event reaching a watcher of another manager (on the
 cluster: a sharded pub/sub wake-up, then a non-blocking read). *Publish call p99* is the awaited publish alone

@@ -34,6 +34,7 @@ const SCRIPTS: readonly ScriptSpec[] = [
   { file: "append.lua", name: "APPEND", shipped: "append" },
   { file: "cancel.lua", name: "CANCEL", shipped: "cancel" },
   { file: "append-legacy.lua", name: "LEGACY_APPEND", shipped: "appendLegacy" },
+  { file: "append-node.lua", name: "APPEND_NODE" },
   { file: "read.lua", name: "READ" },
   { file: "scope-copy.lua", name: "SCOPE" },
   { file: "delete.lua", name: "DELETE" },

@@ -35,8 +35,8 @@ import {
 } from "../core/port/port.ts";
 import { backoff } from "../core/util.ts";
 import { decodeAppend, encodeAppend } from "./append.ts";
-import { APPEND_SCRIPT, APPEND_SHA, SCOPE_SCRIPT, SCOPE_SHA } from "./scripts.ts";
-import { groupAppendsBySlot, groupBySlot, slotOf, slotTag } from "./slot.ts";
+import { APPEND_NODE_SCRIPT, APPEND_NODE_SHA, APPEND_SCRIPT, APPEND_SHA, SCOPE_SCRIPT, SCOPE_SHA } from "./scripts.ts";
+import { groupAppendsBySlot, groupBySlot, type SlotGroup, slotOf, slotTag } from "./slot.ts";
 
 /** What a cluster adapter provides: commands routed to the master of the slot of their first key. */
 export interface ClusterCommands {
@@ -46,6 +46,11 @@ export interface ClusterCommands {
    * (TRYAGAIN during a slot migration, CLUSTERDOWN during a failover) briefly.
    */
   script(sha: string, source: string, keys: string[], args: string[]): Promise<unknown>;
+  /**
+   * The master serving a slot now (any stable name, e.g. `host:port`), or
+   * undefined when unknown: batches are then sent one call per slot.
+   */
+  nodeOf?(slot: number): string | undefined;
   /** `SPUBLISH channel message` on the master serving the channel's slot. */
   publish(channel: string, message: string): Promise<unknown>;
   /**
@@ -296,19 +301,55 @@ export async function clusterAppend(
 ): Promise<AppendResult[]> {
   const groups = groupAppendsBySlot(items);
   const results = new Array<AppendResult | undefined>(items.length);
+  const plainOf = (group: SlotGroup<AppendItem>): AppendItem[] =>
+    group.items.map((item) => (item.scopeKey === undefined ? item : { ...item, scopeKey: undefined }));
+  const fill = (group: SlotGroup<AppendItem>, decoded: readonly AppendResult[], from: number): void => {
+    group.items.forEach((_, i) => {
+      results[group.indices[i] ?? -1] = decoded[from + i];
+    });
+  };
+  /** One call for one slot, its wake-up pipelined behind it. */
+  const sendSlot = async (group: SlotGroup<AppendItem>): Promise<void> => {
+    // SPUBLISH: a live channel is named like its stream, in the same slot; PUBLISH would go to every node.
+    const { keys, args } = encodeAppend(plainOf(group), options, true);
+    const written = commands.script(APPEND_SHA, APPEND_SCRIPT, keys, args);
+    const woken = commands.publish(wakeChannel(group.slot, wakeBase), "1");
+    woken.catch(() => {});
+    fill(group, decodeAppend(await written, group.items.length), 0);
+  };
+  /**
+   * One call for every slot a master serves (append-node.lua), wake-ups sent
+   * by the script; a slot that moved meanwhile makes the script write nothing
+   * and answer 'moved': the slots then go one call each.
+   */
+  const sendNode = async (node: readonly SlotGroup<AppendItem>[]): Promise<void> => {
+    const plain = node.flatMap(plainOf);
+    const { keys, args } = encodeAppend(plain, options, true);
+    const wakes = node.map((g) => wakeChannel(g.slot, wakeBase));
+    const call = [String(keys.length), ...keys, String(wakes.length), ...wakes, ...args];
+    const reply = await commands.script(APPEND_NODE_SHA, APPEND_NODE_SCRIPT, [keys[0] ?? ""], call);
+    if (reply === "moved") {
+      await Promise.all(node.map(sendSlot));
+      return;
+    }
+    const decoded = decodeAppend(reply, plain.length);
+    let from = 0;
+    for (const group of node) {
+      fill(group, decoded, from);
+      from += group.items.length;
+    }
+  };
+  // Slots grouped by the master serving them: one call per master.
+  const byNode = new Map<string, SlotGroup<AppendItem>[]>();
+  for (const group of groups) {
+    const node = commands.nodeOf?.(group.slot) ?? `slot:${group.slot}`;
+    const list = byNode.get(node);
+    if (list) list.push(group);
+    else byNode.set(node, [group]);
+  }
+  const tasks = [...byNode.values()];
   const settled = await Promise.allSettled(
-    groups.map(async (group) => {
-      const plain = group.items.map((item) => (item.scopeKey === undefined ? item : { ...item, scopeKey: undefined }));
-      // SPUBLISH: a live channel is named like its stream, in the same slot; PUBLISH would go to every node.
-      const { keys, args } = encodeAppend(plain, options, true);
-      const written = commands.script(APPEND_SHA, APPEND_SCRIPT, keys, args);
-      const woken = commands.publish(wakeChannel(group.slot, wakeBase), "1");
-      woken.catch(() => {});
-      const decoded = decodeAppend(await written, group.items.length);
-      decoded.forEach((r, i) => {
-        results[group.indices[i] ?? -1] = r;
-      });
-    }),
+    tasks.map((node) => (node.length === 1 ? sendSlot(node[0] as SlotGroup<AppendItem>) : sendNode(node))),
   );
   const copies: ScopeCopy[] = [];
   items.forEach((item, i) => {
@@ -325,15 +366,15 @@ export async function clusterAppend(
       return r;
     });
   }
-  // Every slot failed: the batch failed as a whole, as on a single node.
-  if (failures.length === groups.length) throw first.reason;
+  // Every call failed: the batch failed as a whole, as on a single node.
+  if (failures.length === tasks.length) throw first.reason;
   const answers: Array<AppendResult | Error> = results.map(
     (r) => r ?? new TypeError("a slot's append answered fewer items than sent"),
   );
-  settled.forEach((s, g) => {
+  settled.forEach((s, t) => {
     if (s.status === "fulfilled") return;
     const error = s.reason instanceof Error ? s.reason : new Error(String(s.reason));
-    for (const i of groups[g]?.indices ?? []) answers[i] = error;
+    for (const group of tasks[t] ?? []) for (const i of group.indices) answers[i] = error;
   });
   throw new PartialAppendError(answers, first.reason instanceof Error ? first.reason : new Error(String(first.reason)));
 }

@@ -8,7 +8,7 @@
 
 /** `src/redis/lua/includes/append-items.lua`, shared by the scripts that include it. */
 const INCLUDE_APPEND_ITEMS: string =
-  "local ttl=tonumber(ARGV[1])\nlocal maxlen=ARGV[2]\nlocal tttl=ARGV[3]\nlocal half=ttl*500\nlocal out={}\nlocal a=5\nlocal function num(v)\nlocal n=tonumber(v)\nif n and n==n and n>-1e15 and n<1e15 then return n end\nreturn nil\nend\nlocal function fl(f,s,e)\nif f then return unpack(f) end\nreturn unpack(ARGV,s,e)\nend\nfor i=1,tonumber(ARGV[4]) do\nlocal ek=KEYS[i*3-2]\nlocal sk=KEYS[i*3-1]\nlocal flags=tonumber(ARGV[a])\nlocal p=num(ARGV[a+1])\nlocal s=a+3\nlocal e=s+tonumber(ARGV[a+2])-1\na=e+1\nlocal st=redis.call('HMGET',sk,'status','progress','seq','cancel','attempt','exp','total')\nlocal seq=num(st[3]) or 0\nif seq<0 then seq=0 end\nseq=math.floor(seq)\nlocal att=num(st[5]) or 1\nif att<1 then att=1 end\natt=math.floor(att)\nlocal ended=st[1]=='completed' or st[1]=='failed' or st[1]=='cancelled'\nlocal restart=flags%32>=16\nlocal terminal=flags%16>=8\nlocal cancel=st[4]\nlocal code='ok'\nif not restart then\nlocal sp=num(st[2])\nif flags%4<2 and ended then code='terminal'\nelseif flags%2==0 and ((p and sp and p<sp) or (flags%64>=32 and st[1]=='running')) then code='backwards' end\nend\nif code=='ok' then\nseq=seq+1\nif restart then\nif st[1] or st[3] then att=att+1 else att=1 end\nif ended then cancel=false end\nredis.call('XTRIM',ek,'MAXLEN','0')\nredis.call('DEL',sk)\nend\nARGV[s+5]=tostring(seq)\nif ARGV[e-1]=='attempt' then ARGV[e]=tostring(att) end\nlocal f=nil\nlocal clear=false\nif terminal then\nf={unpack(ARGV,s,e)}\nlocal status,pi,ci,ti,ei\nlocal msg=false\nfor j=1,#f-1,2 do\nlocal k=f[j]\nif k=='status' then status=f[j+1]\nelseif k=='progress' then pi=j+1\nelseif k=='current' then ci=j+1\nelseif k=='total' then ti=j+1\nelseif k=='eta' then ei=j+1\nelseif k=='message' then msg=true end\nend\nif status=='completed' then\nif pi then f[pi]='100' else f[#f+1]='progress' f[#f+1]='100' end\nlocal total=nil\nif ti then total=f[ti] elseif not restart then\nlocal t=num(st[7])\nif t and t>=0 and t==math.floor(t) then total=tostring(t) end\nend\nif total then\nif ci then f[ci]=total else f[#f+1]='current' f[#f+1]=total end\nif not ti then f[#f+1]='total' f[#f+1]=total end\nend\nend\nif ei then f[ei]='0' else f[#f+1]='eta' f[#f+1]='0' end\nclear=not msg and not restart\nend\nlocal id=redis.call('XADD',ek,'MAXLEN','~',maxlen,'*',fl(f,s,e))\nlocal pub=flags%128>=64 and 'SPUBLISH' or 'PUBLISH'\nredis.call(pub,ek,cjson.encode({id,fl(f,s,e)}))\nlocal now=tonumber(string.match(id,'^%d+'))\nlocal exp=num(st[6])\nif restart or ended or terminal or not exp or exp-now<half then\nif restart and cancel then\nredis.call('HSET',sk,'id',id,'exp',tostring(now+ttl*1000),'cancel',cancel,fl(f,s,e))\nelse\nredis.call('HSET',sk,'id',id,'exp',tostring(now+ttl*1000),fl(f,s,e))\nend\nif terminal then redis.call('EXPIRE',ek,tttl) else redis.call('EXPIRE',ek,ttl) end\nredis.call('EXPIRE',sk,ttl)\nelse\nredis.call('HSET',sk,'id',id,unpack(ARGV,s+4,e))\nend\nif clear then redis.call('HDEL',sk,'message') end\nif flags%8>=4 then\nlocal sid=redis.call('XADD',KEYS[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))\nredis.call(pub,KEYS[i*3],cjson.encode({sid,'id',id,fl(f,s,e)}))\nredis.call('EXPIRE',KEYS[i*3],ttl)\nend\nout[i]={code,id,seq,cancel,att}\nelse\nout[i]={code,'',seq,cancel,att}\nend\nend";
+  "local ttl=tonumber(A[1])\nlocal maxlen=A[2]\nlocal tttl=A[3]\nlocal half=ttl*500\nlocal out={}\nlocal a=5\nlocal function num(v)\nlocal n=tonumber(v)\nif n and n==n and n>-1e15 and n<1e15 then return n end\nreturn nil\nend\nlocal function fl(f,s,e)\nif f then return unpack(f) end\nreturn unpack(A,s,e)\nend\nfor i=1,tonumber(A[4]) do\nlocal ek=K[i*3-2]\nlocal sk=K[i*3-1]\nlocal flags=tonumber(A[a])\nlocal p=num(A[a+1])\nlocal s=a+3\nlocal e=s+tonumber(A[a+2])-1\na=e+1\nlocal st=redis.call('HMGET',sk,'status','progress','seq','cancel','attempt','exp','total')\nlocal seq=num(st[3]) or 0\nif seq<0 then seq=0 end\nseq=math.floor(seq)\nlocal att=num(st[5]) or 1\nif att<1 then att=1 end\natt=math.floor(att)\nlocal ended=st[1]=='completed' or st[1]=='failed' or st[1]=='cancelled'\nlocal restart=flags%32>=16\nlocal terminal=flags%16>=8\nlocal cancel=st[4]\nlocal code='ok'\nif not restart then\nlocal sp=num(st[2])\nif flags%4<2 and ended then code='terminal'\nelseif flags%2==0 and ((p and sp and p<sp) or (flags%64>=32 and st[1]=='running')) then code='backwards' end\nend\nif code=='ok' then\nseq=seq+1\nif restart then\nif st[1] or st[3] then att=att+1 else att=1 end\nif ended then cancel=false end\nredis.call('XTRIM',ek,'MAXLEN','0')\nredis.call('DEL',sk)\nend\nA[s+5]=tostring(seq)\nif A[e-1]=='attempt' then A[e]=tostring(att) end\nlocal f=nil\nlocal clear=false\nif terminal then\nf={unpack(A,s,e)}\nlocal status,pi,ci,ti,ei\nlocal msg=false\nfor j=1,#f-1,2 do\nlocal k=f[j]\nif k=='status' then status=f[j+1]\nelseif k=='progress' then pi=j+1\nelseif k=='current' then ci=j+1\nelseif k=='total' then ti=j+1\nelseif k=='eta' then ei=j+1\nelseif k=='message' then msg=true end\nend\nif status=='completed' then\nif pi then f[pi]='100' else f[#f+1]='progress' f[#f+1]='100' end\nlocal total=nil\nif ti then total=f[ti] elseif not restart then\nlocal t=num(st[7])\nif t and t>=0 and t==math.floor(t) then total=tostring(t) end\nend\nif total then\nif ci then f[ci]=total else f[#f+1]='current' f[#f+1]=total end\nif not ti then f[#f+1]='total' f[#f+1]=total end\nend\nend\nif ei then f[ei]='0' else f[#f+1]='eta' f[#f+1]='0' end\nclear=not msg and not restart\nend\nlocal id=redis.call('XADD',ek,'MAXLEN','~',maxlen,'*',fl(f,s,e))\nlocal pub=flags%128>=64 and 'SPUBLISH' or 'PUBLISH'\nredis.call(pub,ek,cjson.encode({id,fl(f,s,e)}))\nlocal now=tonumber(string.match(id,'^%d+'))\nlocal exp=num(st[6])\nif restart or ended or terminal or not exp or exp-now<half then\nif restart and cancel then\nredis.call('HSET',sk,'id',id,'exp',tostring(now+ttl*1000),'cancel',cancel,fl(f,s,e))\nelse\nredis.call('HSET',sk,'id',id,'exp',tostring(now+ttl*1000),fl(f,s,e))\nend\nif terminal then redis.call('EXPIRE',ek,tttl) else redis.call('EXPIRE',ek,ttl) end\nredis.call('EXPIRE',sk,ttl)\nelse\nredis.call('HSET',sk,'id',id,unpack(A,s+4,e))\nend\nif clear then redis.call('HDEL',sk,'message') end\nif flags%8>=4 then\nlocal sid=redis.call('XADD',K[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))\nredis.call(pub,K[i*3],cjson.encode({sid,'id',id,fl(f,s,e)}))\nredis.call('EXPIRE',K[i*3],ttl)\nend\nout[i]={code,id,seq,cancel,att}\nelse\nout[i]={code,'',seq,cancel,att}\nend\nend";
 
 /** `src/redis/lua/includes/legacy-writes.lua`, shared by the scripts that include it. */
 const INCLUDE_LEGACY_WRITES: string =
@@ -40,9 +40,9 @@ const INCLUDE_LEGACY_WRITES: string =
  * Output: per item { code, id, seq, cancel, attempt }; code is 'ok',
  *   'backwards' or 'terminal' (then id is '').
  */
-export const APPEND_SCRIPT: string = [INCLUDE_APPEND_ITEMS, "return out"].join("\n");
+export const APPEND_SCRIPT: string = ["local K,A=KEYS,ARGV", INCLUDE_APPEND_ITEMS, "return out"].join("\n");
 /** SHA1 of {@link APPEND_SCRIPT}, as `SCRIPT LOAD` answers it. */
-export const APPEND_SHA = "25ca22c194f174b8b5c367cd108b959c9d61068f";
+export const APPEND_SHA = "31b750ac13cd0ceb1aed876269aa794c79ccab1d";
 
 /**
  * `src/redis/lua/cancel.lua`:
@@ -74,9 +74,20 @@ export const CANCEL_SHA = "15bc836cc8ad58a4091b7dcd80230f3de9835606";
  * Output: as append.lua; an item whose legacy writes published a message
  *   has a sixth element, the subscriber count.
  */
-export const LEGACY_APPEND_SCRIPT: string = [INCLUDE_APPEND_ITEMS, INCLUDE_LEGACY_WRITES, "return out"].join("\n");
+export const LEGACY_APPEND_SCRIPT: string =
+  ["local K,A=KEYS,ARGV", INCLUDE_APPEND_ITEMS, INCLUDE_LEGACY_WRITES, "return out"].join("\n");
 /** SHA1 of {@link LEGACY_APPEND_SCRIPT}, as `SCRIPT LOAD` answers it. */
-export const LEGACY_APPEND_SHA = "e77b17cbe8ee936a1d03e2617898659dfb80b5ef";
+export const LEGACY_APPEND_SHA = "38b3b1fd254da6065177745f7d77b7e48ad84311";
+
+/**
+ * `src/redis/lua/append-node.lua`:
+ *
+
+ */
+export const APPEND_NODE_SCRIPT: string =
+  ["#!lua flags=allow-cross-slot-keys\nlocal n=tonumber(ARGV[1])\nlocal K={}\nfor j=1,n do\nlocal k=ARGV[1+j]\nif j%3==1 then\nlocal r=redis.pcall('EXISTS',k)\nif type(r)=='table' and r.err then return 'moved' end\nend\nK[j]=k\nend\nlocal w=tonumber(ARGV[n+2])\nlocal A={}\nfor j=n+3+w,#ARGV do A[#A+1]=ARGV[j] end", INCLUDE_APPEND_ITEMS, "for j=n+3,n+2+w do redis.call('SPUBLISH',ARGV[j],'1') end\nreturn out"].join("\n");
+/** SHA1 of {@link APPEND_NODE_SCRIPT}, as `SCRIPT LOAD` answers it. */
+export const APPEND_NODE_SHA = "c862db07ae458e7952225ee0d8f2714d2aaef61c";
 
 /**
  * `src/redis/lua/read.lua`:

@@ -2,7 +2,7 @@ import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ioredis } from "../../src/adapters/ioredis/index.ts";
 import { Progress } from "../../src/core/progress.ts";
-import { APPEND_SCRIPT, SCOPE_SCRIPT } from "../../src/redis/scripts.ts";
+import { APPEND_NODE_SCRIPT, APPEND_SCRIPT, SCOPE_SCRIPT } from "../../src/redis/scripts.ts";
 import { slotOf, slotTag } from "../../src/redis/slot.ts";
 import { testAdapter, uniquePrefix } from "../contract/suite.ts";
 import { type ClusterInspector, clusterInspector } from "../support/cluster-inspector.ts";
@@ -53,7 +53,7 @@ describe("ioredis cluster: round trips, connections, failover", () => {
     return n;
   };
 
-  it("a publish is one script call; a batch is one script call per slot touched; the scope copy is one more per scope slot", async () => {
+  it("a publish is one script call; a batch is one script call per master, whatever the slots it touches; the scope copy is one more per scope slot", async () => {
     const progress = new Progress({
       port: ioredis({ cluster: { nodes: seeds(c) } }),
       prefix: uniquePrefix(),
@@ -61,6 +61,7 @@ describe("ioredis cluster: round trips, connections, failover", () => {
     });
     // Every master knows the scripts (otherwise a first call is EVALSHA, NOSCRIPT, then EVAL).
     await inspector.each(["SCRIPT", "LOAD", APPEND_SCRIPT]);
+    await inspector.each(["SCRIPT", "LOAD", APPEND_NODE_SCRIPT]);
     await inspector.each(["SCRIPT", "LOAD", SCOPE_SCRIPT]);
     await progress.publish("rt", { progress: 1 });
     const scripts = () => inspector.calls(["evalsha", "eval"]);
@@ -71,8 +72,9 @@ describe("ioredis cluster: round trips, connections, failover", () => {
     const slots = new Set(ops.map((op) => slotOf(op))).size;
     before = await scripts();
     await Promise.all(ops.map((op) => progress.publish(op, { progress: 3 })));
-    // The first publish goes alone (nothing in flight), the rest in one batch: one call per slot each.
-    expect((await scripts()) - before).toBeLessThanOrEqual(slots + 1);
+    // The first publish goes alone (nothing in flight), the rest in one batch: one call per master (3), not per slot.
+    expect(slots).toBeGreaterThan(30);
+    expect((await scripts()) - before).toBeLessThanOrEqual(3 + 1);
     before = await scripts();
     await progress.publish("scoped", { progress: 4 }, { scope: "tenant-1" });
     expect((await scripts()) - before).toBe(2);

@@ -1,6 +1,7 @@
-local ttl=tonumber(ARGV[1])
-local maxlen=ARGV[2]
-local tttl=ARGV[3]
+local K,A=KEYS,ARGV
+local ttl=tonumber(A[1])
+local maxlen=A[2]
+local tttl=A[3]
 local half=ttl*500
 local out={}
 local a=5
@@ -11,15 +12,15 @@ return nil
 end
 local function fl(f,s,e)
 if f then return unpack(f) end
-return unpack(ARGV,s,e)
+return unpack(A,s,e)
 end
-for i=1,tonumber(ARGV[4]) do
-local ek=KEYS[i*3-2]
-local sk=KEYS[i*3-1]
-local flags=tonumber(ARGV[a])
-local p=num(ARGV[a+1])
+for i=1,tonumber(A[4]) do
+local ek=K[i*3-2]
+local sk=K[i*3-1]
+local flags=tonumber(A[a])
+local p=num(A[a+1])
 local s=a+3
-local e=s+tonumber(ARGV[a+2])-1
+local e=s+tonumber(A[a+2])-1
 a=e+1
 local st=redis.call('HMGET',sk,'status','progress','seq','cancel','attempt','exp','total')
 local seq=num(st[3]) or 0
@@ -46,12 +47,12 @@ if ended then cancel=false end
 redis.call('XTRIM',ek,'MAXLEN','0')
 redis.call('DEL',sk)
 end
-ARGV[s+5]=tostring(seq)
-if ARGV[e-1]=='attempt' then ARGV[e]=tostring(att) end
+A[s+5]=tostring(seq)
+if A[e-1]=='attempt' then A[e]=tostring(att) end
 local f=nil
 local clear=false
 if terminal then
-f={unpack(ARGV,s,e)}
+f={unpack(A,s,e)}
 local status,pi,ci,ti,ei
 local msg=false
 for j=1,#f-1,2 do
@@ -92,13 +93,13 @@ end
 if terminal then redis.call('EXPIRE',ek,tttl) else redis.call('EXPIRE',ek,ttl) end
 redis.call('EXPIRE',sk,ttl)
 else
-redis.call('HSET',sk,'id',id,unpack(ARGV,s+4,e))
+redis.call('HSET',sk,'id',id,unpack(A,s+4,e))
 end
 if clear then redis.call('HDEL',sk,'message') end
 if flags%8>=4 then
-local sid=redis.call('XADD',KEYS[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
-redis.call(pub,KEYS[i*3],cjson.encode({sid,'id',id,fl(f,s,e)}))
-redis.call('EXPIRE',KEYS[i*3],ttl)
+local sid=redis.call('XADD',K[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
+redis.call(pub,K[i*3],cjson.encode({sid,'id',id,fl(f,s,e)}))
+redis.call('EXPIRE',K[i*3],ttl)
 end
 out[i]={code,id,seq,cancel,att}
 else

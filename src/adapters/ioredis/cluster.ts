@@ -31,6 +31,8 @@ export interface IoRedisClusterClient {
   /** `wait`, `connecting`, `connect`, `ready`, `reconnecting`, `close`, `end`, `disconnecting`. */
   readonly status: string;
   readonly options: { readonly shardedSubscribers?: boolean | undefined };
+  /** Per slot, the nodes serving it (`host:port`), the master first. */
+  readonly slots?: ReadonlyArray<ReadonlyArray<string> | undefined>;
   call(command: string, args: (string | number)[]): Promise<unknown>;
   connect(): Promise<unknown>;
   duplicate(overrideStartupNodes?: never[], overrideOptions?: Record<string, unknown>): IoRedisClusterClient;
@@ -125,6 +127,7 @@ export function ioredisCluster(
 
   const commands: ClusterCommands = {
     script: (sha, source, keys, args) => script(sha, source, keys, args, "append"),
+    nodeOf: (slot) => client.slots?.[slot]?.[0],
     publish: (channel, message) => command("spublish", [channel, message], "wake-up"),
     async read(cursors: readonly Cursor[], count: number): Promise<KeyEntries[]> {
       const args = xreadArgs(cursors, count);

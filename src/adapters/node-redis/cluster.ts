@@ -220,6 +220,10 @@ export function nodeRedisCluster(
 
   const commands: ClusterCommands = {
     script: (sha, source, keys, args) => script(sha, source, keys, args, "append"),
+    nodeOf: (slot) => {
+      const master = client.slots[slot]?.master;
+      return master ? `${master.host}:${master.port}` : undefined;
+    },
     publish: (channel, message) => command(channel, ["SPUBLISH", channel, message], "wake-up"),
     async read(cursors: readonly Cursor[], count: number): Promise<KeyEntries[]> {
       return toKeyEntries(await command(cursors[0]?.key ?? "", xreadArgs(cursors, count), "wait"));

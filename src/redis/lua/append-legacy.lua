@@ -7,6 +7,7 @@
 --     includes/legacy-writes.lua), its length last.
 -- Output: as append.lua; an item whose legacy writes published a message
 --   has a sixth element, the subscriber count.
+local K,A=KEYS,ARGV
 --- @include "append-items"
 --- @include "legacy-writes"
 return out

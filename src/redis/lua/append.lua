@@ -20,5 +20,6 @@
 --   channel named like its stream key, as the JSON array [id, field, value, ...].
 -- Output: per item { code, id, seq, cancel, attempt }; code is 'ok',
 --   'backwards' or 'terminal' (then id is '').
+local K,A=KEYS,ARGV
 --- @include "append-items"
 return out

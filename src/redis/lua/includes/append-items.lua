@@ -1,6 +1,8 @@
 -- Appends each item of the call (the loop over ARGV[4] items) and fills
 -- `out`, one reply row per item: { code, id, seq, cancel, attempt }.
--- Used by append.lua and append-legacy.lua, which return `out`.
+-- Used by append.lua, append-legacy.lua and append-node.lua, which return
+-- `out`. It reads the keys from `K` and the arguments from `A`, which the
+-- script sets (KEYS and ARGV, or what append-node.lua unpacks from ARGV).
 --
 -- Robust to any string in the snapshot: a stored `progress`, `seq`,
 -- `attempt`, `total` or `exp` that is not a finite number counts as absent,
@@ -13,9 +15,9 @@
 -- write both keys live at least `ttl / 2` more. The scope's stream is
 -- refreshed on every write to it. Between refreshes `v` and `op`, which never
 -- change, are not written again.
-local ttl=tonumber(ARGV[1])
-local maxlen=ARGV[2]
-local tttl=ARGV[3]
+local ttl=tonumber(A[1])
+local maxlen=A[2]
+local tttl=A[3]
 -- Half the TTL, in ms.
 local half=ttl*500
 local out={}
@@ -31,16 +33,16 @@ end
 -- (terminal events), else ARGV[s..e]. Unpacked: use it last in a call.
 local function fl(f,s,e)
   if f then return unpack(f) end
-  return unpack(ARGV,s,e)
+  return unpack(A,s,e)
 end
-for i=1,tonumber(ARGV[4]) do
-  local ek=KEYS[i*3-2]
-  local sk=KEYS[i*3-1]
-  local flags=tonumber(ARGV[a])
-  local p=num(ARGV[a+1])
+for i=1,tonumber(A[4]) do
+  local ek=K[i*3-2]
+  local sk=K[i*3-1]
+  local flags=tonumber(A[a])
+  local p=num(A[a+1])
   -- The item's fields are ARGV[s..e]: `v`, `op`, `seq` first, `attempt` last.
   local s=a+3
-  local e=s+tonumber(ARGV[a+2])-1
+  local e=s+tonumber(A[a+2])-1
   a=e+1
   local st=redis.call('HMGET',sk,'status','progress','seq','cancel','attempt','exp','total')
   local seq=num(st[3]) or 0
@@ -70,14 +72,14 @@ for i=1,tonumber(ARGV[4]) do
       redis.call('DEL',sk)
     end
     -- `seq` is the third field; `attempt`, when sent, the last.
-    ARGV[s+5]=tostring(seq)
-    if ARGV[e-1]=='attempt' then ARGV[e]=tostring(att) end
+    A[s+5]=tostring(seq)
+    if A[e-1]=='attempt' then A[e]=tostring(att) end
     local f=nil
     local clear=false
     if terminal then
       -- A terminal event: completed sets progress 100 and current = total;
       -- every terminal event sets eta 0 and clears an old message.
-      f={unpack(ARGV,s,e)}
+      f={unpack(A,s,e)}
       local status,pi,ci,ti,ei
       local msg=false
       for j=1,#f-1,2 do
@@ -122,13 +124,13 @@ for i=1,tonumber(ARGV[4]) do
       redis.call('EXPIRE',sk,ttl)
     else
       -- Between refreshes: everything but `v` and `op`.
-      redis.call('HSET',sk,'id',id,unpack(ARGV,s+4,e))
+      redis.call('HSET',sk,'id',id,unpack(A,s+4,e))
     end
     if clear then redis.call('HDEL',sk,'message') end
     if flags%8>=4 then
-      local sid=redis.call('XADD',KEYS[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
-      redis.call(pub,KEYS[i*3],cjson.encode({sid,'id',id,fl(f,s,e)}))
-      redis.call('EXPIRE',KEYS[i*3],ttl)
+      local sid=redis.call('XADD',K[i*3],'MAXLEN','~',maxlen,'*','id',id,fl(f,s,e))
+      redis.call(pub,K[i*3],cjson.encode({sid,'id',id,fl(f,s,e)}))
+      redis.call('EXPIRE',K[i*3],ttl)
     end
     out[i]={code,id,seq,cancel,att}
   else
