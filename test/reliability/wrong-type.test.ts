@@ -69,11 +69,7 @@ describe.each(backends)("a watched key overwritten with another type ($name)", (
     const two = watches.get("job-2");
     if (!one || !two) throw new Error("unreachable");
     const twoAgain = collect(watching.watch("job-2"));
-    await until(
-      () => [...watches.values(), twoAgain].every((w) => w.items.length > 0),
-      "every snapshot",
-      30_000,
-    );
+    await until(() => [...watches.values(), twoAgain].every((w) => w.items.length > 0), "every snapshot", 30_000);
     const before = await commandCalls(raw);
 
     // Someone replaces job-2's stream with a string while the reader waits on every key.
