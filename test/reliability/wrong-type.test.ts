@@ -1,8 +1,12 @@
+import { Redis } from "@upstash/redis";
 import { createClient } from "redis";
 import { afterEach, describe, expect, it } from "vitest";
 import { ioredis } from "../../src/adapters/ioredis/index.ts";
+import { memory } from "../../src/adapters/memory/index.ts";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
+import type { UpstashClient } from "../../src/adapters/upstash/client.ts";
 import { upstash } from "../../src/adapters/upstash/index.ts";
+import { createUpstashPort } from "../../src/adapters/upstash/port.ts";
 import { isBackendError } from "../../src/core/errors.ts";
 import type { StreamPort } from "../../src/core/port/port.ts";
 import { Progress } from "../../src/core/progress.ts";
@@ -101,4 +105,104 @@ describe.each(backends)("a watched key overwritten with another type ($name)", (
     expect(seqs(one.items)).toEqual([1, 2, 3, 4, 5, 6]);
     for (const [op, w] of watches) if (op !== "job-2") expect(w.error).toBeUndefined();
   }, 60_000);
+});
+
+describe("a watched key overwritten with another type, where the backend names the key or cannot", () => {
+  const open: Closable[] = [];
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await o.close();
+  });
+  const options = { logger: {}, throttle: false as const, blockMs: 200, liveChannels: false };
+
+  it("memory: the wait names the key holding a hash; only its watches end", async () => {
+    const port = memory();
+    const progress = new Progress({ port, prefix: uniquePrefix(), ...options });
+    open.push(progress);
+    await progress.publish("job-1", { status: "running", progress: 1 });
+    await progress.publish("job-2", { status: "running", progress: 1 });
+    const one = collect(progress.watch("job-1"));
+    const two = collect(progress.watch("job-2"));
+    await until(() => one.items.length > 0 && two.items.length > 0, "both snapshots");
+
+    // A write whose snapshot key is job-2's stream turns that key into a hash.
+    const key = progress.streamKey("job-2");
+    await port.append(
+      [
+        {
+          eventsKey: `${key}:other`,
+          stateKey: key,
+          fields: { status: "running" },
+          terminal: false,
+          allowBackwards: false,
+          allowAfterTerminal: false,
+        },
+      ],
+      { ttlSeconds: 60, maxLen: 100, terminalTtlSeconds: 60 },
+    );
+    expect(port.inspect(key)?.type).toBe("hash");
+    await two.done;
+    expect(isBackendError(two.error)).toBe(true);
+    expect(String((two.error as Error).message)).toContain(key);
+
+    await progress.publish("job-1", { status: "completed" });
+    await one.done;
+    expect(one.error).toBeUndefined();
+    expect(seqs(one.items)).toEqual([1, 2]);
+  });
+
+  it("a client that cannot ask a key's type: the reader finds the key by reading each, and ends only its watches", async () => {
+    const server = await startRedis();
+    open.push(server);
+    const rest = await startUpstashServer({ redisUrl: server.url });
+    open.push(rest);
+    // An @upstash/redis client whose pipelines lack type(): the port cannot name the key.
+    const full = new Redis({ url: rest.url, token: rest.token, automaticDeserialization: false });
+    const client: UpstashClient = {
+      evalsha: (sha, keys, args) => full.evalsha(sha, keys, args),
+      eval: (script, keys, args) => full.eval(script, keys, args),
+      pipeline: () => {
+        const p = full.pipeline();
+        return {
+          hgetall: (key) => p.hgetall(key),
+          xrange: (key: string, start: string, end: string, count?: number) => p.xrange(key, start, end, count),
+          xrevrange: (key, end, start, count) => p.xrevrange(key, end, start, count),
+          exec: () => p.exec(),
+        };
+      },
+      xread: (keys, ids, o) => full.xread(keys, ids, o),
+      xreadgroup: (group, consumer, key, id, o) => full.xreadgroup(group, consumer, key, id, o),
+      xack: (key, group, ids) => full.xack(key, group, ids),
+      xautoclaim: (key, group, consumer, minIdle, start, o) => full.xautoclaim(key, group, consumer, minIdle, start, o),
+      xgroup: (key, o) => full.xgroup(key, o),
+      xinfo: (key, o) => full.xinfo(key, o),
+    };
+    const progress = new Progress({
+      port: createUpstashPort(client, { pollMinMs: 20, pollMaxMs: 100 }),
+      prefix: uniquePrefix(),
+      ...options,
+    });
+    open.push(progress);
+    const raw = createClient({ url: server.url, RESP: 2 });
+    await raw.connect();
+    open.push({ close: () => raw.quit() });
+
+    await progress.publish("job-1", { status: "running", progress: 1 });
+    await progress.publish("job-2", { status: "running", progress: 1 });
+    const one = collect(progress.watch("job-1"));
+    const two = collect(progress.watch("job-2"));
+    await until(() => one.items.length > 0 && two.items.length > 0, "both snapshots");
+
+    const key = progress.streamKey("job-2");
+    await raw.del(key);
+    await raw.set(key, "not a stream");
+    await two.done;
+    expect(isBackendError(two.error)).toBe(true);
+    expect(String((two.error as Error).message)).toContain(key);
+    expect(rest.commands.some((c) => c[0]?.toUpperCase() === "TYPE")).toBe(false);
+
+    await progress.publish("job-1", { status: "completed" });
+    await one.done;
+    expect(one.error).toBeUndefined();
+    expect(seqs(one.items)).toEqual([1, 2]);
+  }, 30_000);
 });
