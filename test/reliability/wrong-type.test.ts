@@ -1,6 +1,6 @@
 import { Redis } from "@upstash/redis";
 import { createClient } from "redis";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ioredis } from "../../src/adapters/ioredis/index.ts";
 import { memory } from "../../src/adapters/memory/index.ts";
 import { nodeRedis } from "../../src/adapters/node-redis/index.ts";
@@ -10,7 +10,10 @@ import { createUpstashPort } from "../../src/adapters/upstash/port.ts";
 import { isBackendError } from "../../src/core/errors.ts";
 import type { StreamPort } from "../../src/core/port/port.ts";
 import { Progress } from "../../src/core/progress.ts";
+import { slotOf } from "../../src/redis/slot.ts";
 import { uniquePrefix } from "../contract/suite.ts";
+import { clusterInspector } from "../support/cluster-inspector.ts";
+import { type RedisCluster, startRedisCluster } from "../support/redis-cluster.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
 import { startUpstashServer } from "../support/upstash-server.ts";
 import { collect, seqs, until } from "./helpers.ts";
@@ -205,4 +208,75 @@ describe("a watched key overwritten with another type, where the backend names t
     expect(one.error).toBeUndefined();
     expect(seqs(one.items)).toEqual([1, 2]);
   }, 30_000);
+});
+
+describe("a watched key overwritten with another type, on Redis Cluster", () => {
+  let cluster: Promise<RedisCluster> | undefined;
+  const shared = (): Promise<RedisCluster> => {
+    cluster ??= startRedisCluster({ masters: 3, replicas: 0 });
+    return cluster;
+  };
+  const open: Closable[] = [];
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await o.close();
+  });
+  afterAll(async () => {
+    await (await cluster)?.close();
+  });
+
+  it.each([
+    { name: "node-redis", port: (c: RedisCluster): StreamPort => nodeRedis({ cluster: { rootNodes: c.rootNodes } }) },
+    {
+      name: "ioredis",
+      port: (c: RedisCluster): StreamPort =>
+        ioredis({ cluster: { nodes: c.nodes.slice(0, 3).map((n) => ({ host: "127.0.0.1", port: n.port })) } }),
+    },
+  ])(
+    "$name: asks the type of the failed slot's keys only, and ends only that key's watches",
+    async ({ port }) => {
+      const c = await shared();
+      const inspector = await clusterInspector(c.rootNodes);
+      open.push(inspector);
+      const options = {
+        prefix: uniquePrefix(),
+        logger: {},
+        throttle: false as const,
+        blockMs: 200,
+        liveChannels: false,
+      };
+      const publisher = new Progress({ port: port(c), ...options });
+      const watching = new Progress({ port: port(c), ...options });
+      open.push(publisher, watching);
+
+      const ops = Array.from({ length: 50 }, (_, i) => `job-${i + 1}`);
+      for (const op of ops) await publisher.publish(op, { status: "running", progress: 1 });
+      const watches = new Map(ops.map((op) => [op, collect(watching.watch(op))]));
+      const one = watches.get("job-1");
+      const two = watches.get("job-2");
+      if (!one || !two) throw new Error("unreachable");
+      await until(() => [...watches.values()].every((w) => w.items.length > 0), "every snapshot", 30_000);
+      const key = watching.streamKey("job-2");
+      const sameSlot = ops.filter((op) => slotOf(watching.streamKey(op)) === slotOf(key)).length;
+      const before = await inspector.calls(["type", "evalsha", "eval", "xrange"]);
+      const typesBefore = await inspector.calls(["type"]);
+
+      await inspector.send(key, ["DEL", key]);
+      await inspector.send(key, ["SET", key, "not a stream"]);
+      await two.done;
+      expect(isBackendError(two.error)).toBe(true);
+      expect(String((two.error as Error).message)).toContain(key);
+
+      const types = (await inspector.calls(["type"])) - typesBefore;
+      const reads = (await inspector.calls(["type", "evalsha", "eval", "xrange"])) - before - types;
+      expect(types).toBe(sameSlot);
+      expect(reads).toBeLessThan(5);
+
+      await publisher.publish("job-1", { status: "completed" });
+      await one.done;
+      expect(one.error).toBeUndefined();
+      expect(seqs(one.items)).toEqual([1, 2]);
+      for (const [op, w] of watches) if (op !== "job-2") expect(w.error).toBeUndefined();
+    },
+    60_000,
+  );
 });
