@@ -23,6 +23,7 @@ import {
   ScopeCopier,
 } from "../../redis/cluster.ts";
 import { droppingOnStop, withDeadline } from "../../redis/deadline.ts";
+import { namingWrongType } from "../../redis/errors.ts";
 import { mapError, quitOrDisconnect, readiness, sendArgs, sender } from "./replies.ts";
 
 /** The part of an ioredis `Cluster` (v5 or v6) this adapter calls, typed structurally. */
@@ -131,9 +132,18 @@ export function ioredisCluster(
     publish: (channel, message) => command("spublish", [channel, message], "wake-up"),
     async read(cursors: readonly Cursor[], count: number): Promise<KeyEntries[]> {
       const args = xreadArgs(cursors, count);
-      return toKeyEntries(
-        await sendArgs(args, (name, rest) => bounded(name, rest, "wait", Math.max(5000, blockMarginMs))),
-      );
+      try {
+        return toKeyEntries(
+          await sendArgs(args, (name, rest) => bounded(name, rest, "wait", Math.max(5000, blockMarginMs))),
+        );
+      } catch (error) {
+        // WRONGTYPE names no key: TYPE of this slot's keys, one pipeline to its node.
+        throw await namingWrongType(
+          error,
+          cursors.map((c) => c.key),
+          (keys) => Promise.all(keys.map((key) => bounded("type", [key], "wait", Math.max(5000, blockMarginMs)))),
+        );
+      }
     },
     async subscribe(channels, listener) {
       const s = sub();

@@ -20,6 +20,7 @@ import type {
 import { appendCall, decodeAppendCall } from "../../redis/append.ts";
 import { type RedisCalls, redisMethods, toKeyEntries, xreadArgs } from "../../redis/calls.ts";
 import { blockTimeout, silentFor, withDeadline } from "../../redis/deadline.ts";
+import { namingWrongType } from "../../redis/errors.ts";
 import { type OpenSubscriber, redisLive } from "../../redis/live.ts";
 import { type IoRedisClusterClient, type IoRedisClusterConfig, ioredisCluster, isIoRedisCluster } from "./cluster.ts";
 import { quitOrDisconnect, readiness, sendArgs, sender } from "./replies.ts";
@@ -329,9 +330,18 @@ export function ioredis(options: IoRedisOptions): StreamPort {
     async wait(cursors: readonly Cursor[], o): Promise<KeyEntries[]> {
       if (cursors.length === 0 || o.signal?.aborted) return [];
       const args = xreadArgs(cursors, o.count, o.blockMs);
-      return toKeyEntries(
-        await sendArgs(args, (name, rest) => blockingCommand("wait", name, rest, o.blockMs, o.signal)),
-      );
+      try {
+        return toKeyEntries(
+          await sendArgs(args, (name, rest) => blockingCommand("wait", name, rest, o.blockMs, o.signal)),
+        );
+      } catch (error) {
+        // WRONGTYPE names no key: one TYPE per key, all sent before the first answer (one round trip).
+        throw await namingWrongType(
+          error,
+          cursors.map((c) => c.key),
+          (keys) => Promise.all(keys.map((key) => command("type", [key], "wait"))),
+        );
+      }
     },
 
     /** One subscriber connection per manager, SUBSCRIBE in batches; nothing per event. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ConnectionClosedError, MissingGroupError } from "../../core/errors.ts";
+import { ConnectionClosedError, MissingGroupError, WrongTypeError } from "../../core/errors.ts";
 import type {
   AppendItem,
   AppendOptions,
@@ -303,17 +303,27 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
         }
         return out;
       };
+      // As Redis answers WRONGTYPE for the read, naming the keys that hold a hash.
+      const wrongType = (): WrongTypeError | undefined => {
+        const keys = cursors.filter((c) => hash(c.key) !== undefined).map((c) => c.key);
+        if (keys.length === 0) return undefined;
+        return new WrongTypeError(`WRONGTYPE: ${keys.join(", ")} holds a hash, not a stream (wait)`, keys);
+      };
+      const failed = wrongType();
+      if (failed) throw failed;
       const ready = collect();
       if (ready.length > 0 || o.signal?.aborted) return ready;
-      return await new Promise<KeyEntries[]>((resolve) => {
+      return await new Promise<KeyEntries[]>((resolve, reject) => {
         const done = (): void => {
           clearTimeout(timer);
           waiters.delete(wake);
           o.signal?.removeEventListener("abort", done);
-          resolve(closed ? [] : collect());
+          const error = closed ? undefined : wrongType();
+          if (error) reject(error);
+          else resolve(closed ? [] : collect());
         };
         const wake = (): void => {
-          if (closed || collect().length > 0) done();
+          if (closed || wrongType() !== undefined || collect().length > 0) done();
         };
         const timer = setTimeout(done, o.blockMs);
         waiters.add(wake);

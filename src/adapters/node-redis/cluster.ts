@@ -22,6 +22,7 @@ import {
   ScopeCopier,
 } from "../../redis/cluster.ts";
 import { droppingOnStop, withDeadline } from "../../redis/deadline.ts";
+import { namingWrongType } from "../../redis/errors.ts";
 import { slotOf } from "../../redis/slot.ts";
 import { closeOrDestroy, isNoScript, mapError } from "./replies.ts";
 
@@ -226,7 +227,16 @@ export function nodeRedisCluster(
     },
     publish: (channel, message) => command(channel, ["SPUBLISH", channel, message], "wake-up"),
     async read(cursors: readonly Cursor[], count: number): Promise<KeyEntries[]> {
-      return toKeyEntries(await command(cursors[0]?.key ?? "", xreadArgs(cursors, count), "wait"));
+      try {
+        return toKeyEntries(await command(cursors[0]?.key ?? "", xreadArgs(cursors, count), "wait"));
+      } catch (error) {
+        // WRONGTYPE names no key: TYPE of this slot's keys, one pipeline to its node.
+        throw await namingWrongType(
+          error,
+          cursors.map((c) => c.key),
+          (keys) => Promise.all(keys.map((key) => command(key, ["TYPE", key], "wait"))),
+        );
+      }
     },
     async subscribe(channels, listener, lost) {
       if (!client.isOpen || connecting.has(client)) await connect(client, "subscribe");

@@ -22,6 +22,7 @@ import type {
 import { appendCall, decodeAppendCall } from "../../redis/append.ts";
 import { type RedisCalls, redisMethods, toKeyEntries, xreadArgs } from "../../redis/calls.ts";
 import { blockTimeout, silentFor, withDeadline } from "../../redis/deadline.ts";
+import { namingWrongType } from "../../redis/errors.ts";
 import { type OpenSubscriber, redisLive } from "../../redis/live.ts";
 import {
   createOwnedCluster,
@@ -354,7 +355,16 @@ export function nodeRedis(options: NodeRedisOptions): StreamPort {
     async wait(cursors: readonly Cursor[], o): Promise<KeyEntries[]> {
       if (cursors.length === 0 || o.signal?.aborted) return [];
       const args = xreadArgs(cursors, o.count, o.blockMs);
-      return toKeyEntries(await blockingCommand("wait", args, o.blockMs, o.signal));
+      try {
+        return toKeyEntries(await blockingCommand("wait", args, o.blockMs, o.signal));
+      } catch (error) {
+        // WRONGTYPE names no key: one TYPE per key, sent in one write (node-redis pipelines a tick's commands).
+        throw await namingWrongType(
+          error,
+          cursors.map((c) => c.key),
+          (keys) => Promise.all(keys.map((key) => command(["TYPE", key], "wait"))),
+        );
+      }
     },
 
     live(handler: LiveHandler): LiveSubscription {

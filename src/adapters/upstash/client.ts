@@ -23,6 +23,11 @@ export interface UpstashPipeline {
   xrange(key: string, start: string, end: string): unknown;
   xrange(key: string, start: string, end: string, count: number): unknown;
   xrevrange(key: string, end: string, start: string, count: number): unknown;
+  /**
+   * `TYPE key`: names the key at fault when a read of many streams answers
+   * `WRONGTYPE`. Without it, the reader finds that key by reading each alone.
+   */
+  type?(key: string): unknown;
   exec(): Promise<unknown[]>;
 }
 

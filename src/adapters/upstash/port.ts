@@ -25,7 +25,7 @@ import type {
   StreamPort,
 } from "../../core/port/port.ts";
 import { appendCall, decodeAppendCall } from "../../redis/append.ts";
-import { replyError } from "../../redis/errors.ts";
+import { namingWrongType, replyError } from "../../redis/errors.ts";
 import { CANCEL_SCRIPT, CANCEL_SHA, DELETE_SCRIPT } from "../../redis/scripts.ts";
 import type { UpstashClient, UpstashPipeline } from "./client.ts";
 import { type UpstashLiveOptions, upstashLive } from "./live.ts";
@@ -376,9 +376,20 @@ export function createUpstashPort(client: UpstashClient, options: UpstashPollOpt
       const resolved = await resolveLatest(cursors);
       const keys = resolved.map((cursor) => cursor.key);
       const ids = resolved.map((cursor) => cursor.after);
-      return await poll(waitBackoff, blockMs, signal, async () =>
-        toKeyEntries(await call("XREAD", () => client.xread(keys, ids, { count }))),
-      );
+      return await poll(waitBackoff, blockMs, signal, async () => {
+        try {
+          return toKeyEntries(await call("XREAD", () => client.xread(keys, ids, { count })));
+        } catch (error) {
+          // WRONGTYPE names no key: TYPE of every key, one request.
+          // A client whose pipelines have no type() leaves the key to be found by the reader.
+          if (typeof client.pipeline().type !== "function") throw error;
+          throw await namingWrongType(error, keys, (all) =>
+            pipelined("TYPE", all.length, (pipeline) => {
+              for (const key of all) pipeline.type?.(key);
+            }),
+          );
+        }
+      });
     },
 
     /** One request: DEL of both keys (by a one-line EVAL, so the client needs nothing more). */

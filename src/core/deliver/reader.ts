@@ -18,6 +18,12 @@ function isWrongType(error: unknown): boolean {
   return isWrongTypeError(error) || (error instanceof Error && isWrongTypeError(error.cause));
 }
 
+/** The keys a WRONGTYPE error names (the adapter found them), or none. */
+function wrongTypeKeys(error: unknown): readonly string[] {
+  if (isWrongTypeError(error)) return Array.isArray(error.keys) ? error.keys : [];
+  return error instanceof Error ? wrongTypeKeys(error.cause) : [];
+}
+
 /** Receives entries of one key, in order; may see an entry twice and must drop ids at or below its own. */
 export interface Listener {
   deliver(entries: readonly StreamEntry[]): void;
@@ -123,28 +129,44 @@ export class Hub implements Reader {
   }
 
   /**
-   * A read of many keys failed because one holds another type (someone wrote
-   * over it): read each key alone and end only the watches of the keys that
-   * fail, with the reason. Returns how many keys were dropped.
+   * End every watch of `key` (it holds another type: someone wrote over it),
+   * with the reason naming the key. False when the key is not watched now.
    */
-  async #isolate(cursors: ReadonlyArray<{ readonly key: string; readonly after: string }>): Promise<number> {
+  #endWrongType(key: string, cause: unknown): boolean {
+    const state = this.#keys.get(key);
+    if (!state) return false;
+    this.#keys.delete(key);
+    this.#metrics.increment("read_failures");
+    this.#logger.error?.("a watched key holds another type; ending its watches", { key, error: cause });
+    const error = new BackendError(
+      `The watched key ${key} holds another type of value, not a stream (${cause instanceof Error ? cause.message : String(cause)}); the watch ended.`,
+      { cause },
+    );
+    for (const l of state.listeners) l.fail(error);
+    return true;
+  }
+
+  /**
+   * A read of many keys failed because one holds another type. When the
+   * adapter named the keys (it asked their types in one round trip), end
+   * their watches at once; else read each key alone and end the watches of
+   * the keys that fail. Returns how many keys were dropped.
+   */
+  async #isolate(
+    cursors: ReadonlyArray<{ readonly key: string; readonly after: string }>,
+    error: unknown,
+  ): Promise<number> {
     let dropped = 0;
-    for (const { key, after } of cursors) {
-      try {
-        await this.#port.read(null, key, { after, limit: 1 });
-      } catch (cause) {
-        if (!isWrongType(cause)) continue;
-        const state = this.#keys.get(key);
-        if (!state) continue;
-        this.#keys.delete(key);
-        dropped++;
-        this.#metrics.increment("read_failures");
-        this.#logger.error?.("a watched key holds another type; ending its watches", { key, error: cause });
-        const error = new BackendError(
-          `The watched key ${key} holds another type of value, not a stream (${cause instanceof Error ? cause.message : String(cause)}); the watch ended.`,
-          { cause },
-        );
-        for (const l of state.listeners) l.fail(error);
+    const named = wrongTypeKeys(error);
+    if (named.length > 0) {
+      for (const key of new Set(named)) if (this.#endWrongType(key, error)) dropped++;
+    } else {
+      for (const { key, after } of cursors) {
+        try {
+          await this.#port.read(null, key, { after, limit: 1 });
+        } catch (cause) {
+          if (isWrongType(cause) && this.#endWrongType(key, cause)) dropped++;
+        }
       }
     }
     if (dropped > 0) this.#metrics.gauge("watchers_active", this.#count());
@@ -177,7 +199,7 @@ export class Hub implements Reader {
           failures = 0;
         } catch (error) {
           if (this.#closed.aborted) break;
-          if (isWrongType(error) && (await this.#isolate(cursors)) > 0) continue;
+          if (isWrongType(error) && (await this.#isolate(cursors, error)) > 0) continue;
           failures++;
           this.#metrics.increment("read_failures");
           const ending = failures >= this.#maxReadFailures;
