@@ -31,10 +31,13 @@ import {
   type Cursor,
   type Fields,
   type KeyEntries,
+  type LiveHandler,
+  type LiveSubscription,
   PartialAppendError,
 } from "../core/port/port.ts";
 import { backoff } from "../core/util.ts";
 import { decodeAppend, encodeAppend } from "./append.ts";
+import { parseLiveMessage } from "./live.ts";
 import { APPEND_NODE_SCRIPT, APPEND_NODE_SHA, APPEND_SCRIPT, APPEND_SHA, SCOPE_SCRIPT, SCOPE_SHA } from "./scripts.ts";
 import { groupAppendsBySlot, groupBySlot, type SlotGroup, slotOf, slotTag } from "./slot.ts";
 
@@ -59,13 +62,13 @@ export interface ClusterCommands {
    */
   read(cursors: readonly Cursor[], count: number): Promise<KeyEntries[]>;
   /**
-   * `SSUBSCRIBE` to sharded channels; `listener` hears the channel of each
-   * message. `lost` hears channels whose subscription ended (their node
-   * failed, their slot moved): the waiter subscribes to them again.
+   * `SSUBSCRIBE` to sharded channels; `listener` hears the channel and the
+   * message of each. `lost` hears channels whose subscription ended (their
+   * node failed, their slot moved): the caller subscribes to them again.
    */
   subscribe(
     channels: readonly string[],
-    listener: (channel: string) => void,
+    listener: (channel: string, message: string) => void,
     lost: (channels: readonly string[]) => void,
   ): Promise<void>;
   /** `SUNSUBSCRIBE` from sharded channels. */
@@ -589,4 +592,61 @@ export class ClusterWaiter {
       signal?.addEventListener("abort", abort, { once: true });
     });
   }
+}
+
+/**
+ * Live channels on a cluster: SSUBSCRIBE to the channel of each watched
+ * stream on the master serving its slot (one subscriber connection per
+ * master, shared with the wake-ups). A channel whose subscription was lost
+ * (failover, slot moved) is subscribed again where its slot lives now, then
+ * the core is told to catch up.
+ *
+ * @throws nothing itself; `add` rejects when a master cannot be reached (the core retries).
+ */
+export function clusterLive(commands: ClusterCommands, handler: LiveHandler): LiveSubscription {
+  const keys = new Set<string>();
+  let closed = false;
+  const onMessage = (channel: string, message: string): void => {
+    if (!keys.has(channel)) return;
+    const entry = parseLiveMessage(message);
+    if (entry) handler.message(channel, entry);
+  };
+  const lost = (channels: readonly string[]): void => {
+    void (async () => {
+      for (let attempt = 0; !closed; attempt++) {
+        const again = channels.filter((c) => keys.has(c));
+        if (again.length === 0) return;
+        try {
+          // A read of each channel's stream follows a MOVED, so the client learns where the slot lives now.
+          await Promise.all(again.map((c) => commands.read([{ key: c, after: "0-0" }], 1).catch(() => {})));
+          await commands.subscribe(again, onMessage, lost);
+          handler.resumed();
+          return;
+        } catch (error) {
+          if (attempt >= 5) {
+            // The core goes on by reading the streams (the wake-up reader) rather than waiting here.
+            handler.failed(error instanceof Error ? error : new Error(String(error)));
+            return;
+          }
+          await new Promise((r) => setTimeout(r, backoff(attempt, 100, 2000)));
+        }
+      }
+    })();
+  };
+  return {
+    async add(added) {
+      for (const k of added) keys.add(k);
+      await commands.subscribe(added, onMessage, lost);
+    },
+    async remove(removed) {
+      for (const k of removed) keys.delete(k);
+      await commands.unsubscribe(removed);
+    },
+    async close() {
+      closed = true;
+      const all = [...keys];
+      keys.clear();
+      await commands.unsubscribe(all).catch(() => {});
+    },
+  };
 }

@@ -119,12 +119,14 @@ export const READ_SHA = "d2f1ed35768e393eefaac69383e293dc4752ae29";
  *   ARGV[2]  maxLen of the streams
  *   then per key: field count, fields (`id` of the operation's event first,
  *     then its fields with `seq` set)
+ * Each entry is published on the scope stream's live channel (SPUBLISH, the
+ *   channel named like the stream, as append.lua does).
  * Output: the number of entries written.
  */
 export const SCOPE_SCRIPT: string =
-  "local a=3\nfor i=1,#KEYS do\nlocal n=tonumber(ARGV[a])\nredis.call('XADD',KEYS[i],'MAXLEN','~',ARGV[2],'*',unpack(ARGV,a+1,a+n))\nredis.call('EXPIRE',KEYS[i],ARGV[1])\na=a+n+1\nend\nreturn #KEYS";
+  "local a=3\nfor i=1,#KEYS do\nlocal n=tonumber(ARGV[a])\nlocal sid=redis.call('XADD',KEYS[i],'MAXLEN','~',ARGV[2],'*',unpack(ARGV,a+1,a+n))\nredis.call('SPUBLISH',KEYS[i],cjson.encode({sid,unpack(ARGV,a+1,a+n)}))\nredis.call('EXPIRE',KEYS[i],ARGV[1])\na=a+n+1\nend\nreturn #KEYS";
 /** SHA1 of {@link SCOPE_SCRIPT}, as `SCRIPT LOAD` answers it. */
-export const SCOPE_SHA = "a288f97f1e70d218846a4e1db51097f3fde2d556";
+export const SCOPE_SHA = "74d7308d7b00becb68a627ef1a3a2152f3745421";
 
 /**
  * `src/redis/lua/delete.lua`:

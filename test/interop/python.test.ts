@@ -230,9 +230,14 @@ describe.skipIf(typeof python !== "object")("Python publisher", () => {
       expect(result.rows).toBeLessThan(3000);
       expect(await progress.get(op)).toMatchObject({ status: "cancelled", message: "user pressed cancel" });
       const history = await progress.history(op);
-      // The start, the first report, then (held until the end) the last report and the cancellation.
-      expect(history.map((e) => e.status)).toEqual(["running", "running", "running", "cancelled"]);
-      expect(history[2]).toMatchObject({ current: result.rows, total: 3000 });
+      // The start, the first report, then (held until the end) the last report and the cancellation;
+      // on a loaded machine the cancel can be seen before a second report was held.
+      const statuses = history.map((e) => e.status);
+      expect(statuses.at(-1)).toBe("cancelled");
+      expect(statuses.slice(0, -1).every((s) => s === "running")).toBe(true);
+      expect(statuses.length).toBeGreaterThanOrEqual(3);
+      expect(statuses.length).toBeLessThanOrEqual(4);
+      if (statuses.length === 4) expect(history[2]).toMatchObject({ current: result.rows, total: 3000 });
     });
   }
 

@@ -100,8 +100,8 @@ export function ioredisCluster(
 
   // Wake-ups need ioredis's sharded subscribers: a Cluster given without them gets a duplicate that has them.
   let subscriber: IoRedisClusterClient | undefined;
-  let wakeListener: ((channel: string) => void) | undefined;
-  const onMessage = (channel: string): void => wakeListener?.(channel);
+  let wakeListener: ((channel: string, message: string) => void) | undefined;
+  const onMessage = (channel: string, message: string): void => wakeListener?.(channel, message);
   const sub = (): IoRedisClusterClient => {
     if (subscriber) return subscriber;
     const s = client.options.shardedSubscribers

@@ -11,13 +11,21 @@
  */
 import { createCluster, type RedisClusterOptions } from "redis";
 import { ConnectionClosedError, TimeoutError } from "../../core/errors.ts";
-import type { AppendResult, Cursor, KeyEntries, StreamPort } from "../../core/port/port.ts";
+import type {
+  AppendResult,
+  Cursor,
+  KeyEntries,
+  LiveHandler,
+  LiveSubscription,
+  StreamPort,
+} from "../../core/port/port.ts";
 import { sleep } from "../../core/util.ts";
 import { type RedisCalls, redisMethods, toKeyEntries, xreadArgs } from "../../redis/calls.ts";
 import {
   type ClusterCommands,
   ClusterWaiter,
   clusterAppend,
+  clusterLive,
   DEFAULT_WAKE_CHANNEL,
   ScopeCopier,
 } from "../../redis/cluster.ts";
@@ -240,7 +248,7 @@ export function nodeRedisCluster(
     },
     async subscribe(channels, listener, lost) {
       if (!client.isOpen || connecting.has(client)) await connect(client, "subscribe");
-      const onMessage = (_message: string, channel: string): void => listener(channel);
+      const onMessage = (message: string, channel: string): void => listener(channel, message);
       try {
         // One SSUBSCRIBE per channel: channels of different slots cannot share one.
         await Promise.all(
@@ -326,6 +334,11 @@ export function nodeRedisCluster(
       if (cursors.length === 0 || o.signal?.aborted) return [];
       if (!client.isOpen || connecting.has(client)) await connect(client, "wait");
       return await waiter.wait(cursors, o);
+    },
+
+    /** SSUBSCRIBE per watched stream on its master's subscriber connection; nothing per event. */
+    live(handler: LiveHandler): LiveSubscription {
+      return clusterLive(commands, handler);
     },
 
     /** Two DELs at once (the keys of a key preset may live in different slots). */
