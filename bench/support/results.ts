@@ -27,6 +27,7 @@ const ORDER = [
   "fanin",
   "coalescing",
   "adapters",
+  "edge",
   "memory",
   "cluster",
   "overhead",

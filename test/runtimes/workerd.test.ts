@@ -16,7 +16,7 @@ import { createProgress, type Progress } from "../../src/index.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
 import { startUpstashServer, type UpstashServer } from "../support/upstash-server.ts";
 import { scenarios } from "./scenarios.ts";
-import { type SseHarness, sseLive, sseResume } from "./sse.ts";
+import { readSse, type SseHarness, sseLive, sseResume } from "./sse.ts";
 
 const ENTRY = "test/runtimes/workerd/entry.js";
 const TS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -244,6 +244,52 @@ describe("runtime: workerd (miniflare)", () => {
 
   it("resumes SSE from Last-Event-ID (and ?after=): only the later events, then live ones", async () => {
     await withNodePublisher((h) => sseResume(h, `sse-resume-${Date.now().toString(36)}`));
+  }, 30_000);
+
+  it("holds the upstream subscribe stream while a client reads SSE, and ends it when the client aborts", async () => {
+    if (!mf || !rest) throw new Error("backends did not start");
+    const worker = mf;
+    const server = rest;
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const settle = async (done: () => boolean, ms: number): Promise<void> => {
+      const deadline = Date.now() + ms;
+      while (!done() && Date.now() < deadline) await sleep(20);
+    };
+    await settle(() => server.openStreams === 0 && server.openRequests === 0, 5_000);
+    expect(server.openStreams, "upstream streams open before the test").toBe(0);
+    const op = `sse-live-${Date.now().toString(36)}`;
+    await withNodePublisher(async (h) => {
+      await h.publish(op, { status: "running", progress: 5 });
+      const leave = new AbortController();
+      // workerd notices a client that left when it next writes: a heartbeat every 500 ms bounds that.
+      const response = await worker.dispatchFetch(`http://worker.test/sse?op=${op}&heartbeatMs=500`, {
+        signal: leave.signal,
+      });
+      expect(response.status).toBe(200);
+      if (!response.body) throw new Error("no SSE body");
+      const read = readSse(response.body as AsyncIterable<Uint8Array>);
+      await read.waitFor(1, 10_000);
+      expect(read.messages[0]?.event).toBe("snapshot");
+      await settle(() => server.openStreams === 1, 5_000);
+      expect(server.openStreams, "the Worker holds one upstream subscribe stream").toBe(1);
+      // Published from Node with node-redis: they reach the Worker over its upstream stream.
+      for (let i = 1; i <= 3; i++) await h.publish(op, { progress: 5 + i });
+      // After the snapshot: the event that started the operation, then the three published now.
+      await read.waitFor(5, 10_000);
+      expect(
+        read.messages.slice(1).map((m) => [m.event, (JSON.parse(m.data) as { progress: number }).progress]),
+      ).toEqual([
+        ["progress", 5],
+        ["progress", 6],
+        ["progress", 7],
+        ["progress", 8],
+      ]);
+      leave.abort();
+      await read.closed.catch(() => undefined);
+      await settle(() => server.openStreams === 0 && server.openRequests === 0, 10_000);
+      expect(server.openStreams, "upstream subscribe streams left open after the client left").toBe(0);
+      expect(server.openRequests, "upstream requests left open after the client left").toBe(0);
+    });
   }, 30_000);
 
   it("answers 404 for an unknown route", async () => {

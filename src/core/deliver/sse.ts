@@ -141,7 +141,13 @@ const PULL_BUDGET = 65_536;
 class SseBody implements UnderlyingDefaultSource<Uint8Array>, DirectBody, DirectControl, Beating {
   readonly #logger: Logger;
   readonly #items: Items;
-  readonly #signal: AbortSignal;
+  /**
+   * Held for the life of the body, and its signal read through it: on Node
+   * (undici) a `Request`'s signal follows the caller's through a weak
+   * reference to the request's own controller, so once nothing holds the
+   * request, aborting the caller's signal no longer reaches ours.
+   */
+  readonly #request: Request;
   readonly #retryMs: number;
   readonly #heartbeatMs: number;
   #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
@@ -167,10 +173,10 @@ class SseBody implements UnderlyingDefaultSource<Uint8Array>, DirectBody, Direct
     this.#fail(error);
   };
 
-  constructor(items: Items, signal: AbortSignal, retryMs: number, heartbeatMs: number, logger: Logger) {
+  constructor(items: Items, request: Request, retryMs: number, heartbeatMs: number, logger: Logger) {
     this.#logger = logger;
     this.#items = items;
-    this.#signal = signal;
+    this.#request = request;
     this.#retryMs = retryMs;
     this.#heartbeatMs = heartbeatMs;
   }
@@ -226,7 +232,7 @@ class SseBody implements UnderlyingDefaultSource<Uint8Array>, DirectBody, Direct
     this.#out(encoder.encode(`retry: ${this.#retryMs}\n\n`));
     startHeartbeat(this.#heartbeatMs, this);
     this.#beating = true;
-    this.#signal.addEventListener("abort", this.#onAbort, { once: true });
+    this.#request.signal.addEventListener("abort", this.#onAbort, { once: true });
   }
 
   #cleanup(): void {
@@ -234,7 +240,7 @@ class SseBody implements UnderlyingDefaultSource<Uint8Array>, DirectBody, Direct
     if (this.#beating) stopHeartbeat(this.#heartbeatMs, this);
     this.#beating = false;
     // Nothing may stay registered on the request's signal: it would keep the whole stream alive.
-    this.#signal.removeEventListener("abort", this.#onAbort);
+    this.#request.signal.removeEventListener("abort", this.#onAbort);
     void this.#items.return(undefined);
   }
 
@@ -340,7 +346,7 @@ export async function sseResponse(
   if (request.method === "HEAD") return new Response(null, { status: 200, headers: sseHeaders(options) });
   const signal = request.signal;
   const items = start({ after, signal, maxQueueBytes: options.maxBufferedBytes ?? 1_048_576 });
-  const source = new SseBody(items, signal, options.retryMs ?? 2000, options.heartbeatMs ?? 15_000, logger);
+  const source = new SseBody(items, request, options.retryMs ?? 2000, options.heartbeatMs ?? 15_000, logger);
   // High-water mark 0: nothing is pulled before a reader asks, so a server adapter can still attach directly.
   const body = new ReadableStream<Uint8Array>(source, { highWaterMark: 0 });
   Object.defineProperty(body, DIRECT_BODY, { value: source });

@@ -21,6 +21,8 @@ export const env = {
   redisUrl: Deno.env.get("PROGRESSCAST_REDIS_URL"),
   upstashUrl: Deno.env.get("PROGRESSCAST_UPSTASH_URL"),
   upstashToken: Deno.env.get("PROGRESSCAST_UPSTASH_TOKEN"),
+  /** GET answers the REST server's counters as JSON (`requests`, `openStreams`, `openRequests`). */
+  upstashStatsUrl: Deno.env.get("PROGRESSCAST_UPSTASH_STATS_URL"),
 };
 
 export { uniquePrefix };

@@ -15,7 +15,8 @@
  * - `GET /sse?op=<op>`: `progress.sse(request, op)` on the Upstash adapter
  *   (default prefix): the `text/event-stream` Response, streamed until the
  *   operation ends or the client goes away. `Last-Event-ID` and `?after=` are
- *   the library's to honour.
+ *   the library's to honour; `?heartbeatMs=` sets the heartbeat (workerd
+ *   notices a client that left when it next writes).
  *
  * @module
  */
@@ -129,7 +130,8 @@ const routes: Record<string, Route> = {
 
   async "GET /sse"({ request, url, progress, streaming }) {
     const op = url.searchParams.get("op") ?? "";
-    return streaming(await progress().sse(request, op));
+    const heartbeatMs = Number(url.searchParams.get("heartbeatMs") ?? Number.NaN);
+    return streaming(await progress().sse(request, op, Number.isFinite(heartbeatMs) ? { heartbeatMs } : {}));
   },
 };
 
