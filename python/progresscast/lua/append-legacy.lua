@@ -22,7 +22,7 @@ local p=num(A[a+1])
 local s=a+3
 local e=s+tonumber(A[a+2])-1
 a=e+1
-local st=redis.call('HMGET',sk,'status','progress','seq','cancel','attempt','exp','total')
+local st=redis.call('HMGET',sk,'status','progress','seq','cancel','attempt','exp','total','ts')
 local seq=num(st[3]) or 0
 if seq<0 then seq=0 end
 seq=math.floor(seq)
@@ -46,6 +46,13 @@ if st[1] or st[3] then att=att+1 else att=1 end
 if ended then cancel=false end
 redis.call('XTRIM',ek,'MAXLEN','0')
 redis.call('DEL',sk)
+elseif st[8] then
+for j=s,e-1,2 do
+if A[j]=='ts' then
+if A[j+1]<st[8] then A[j+1]=st[8] end
+break
+end
+end
 end
 A[s+5]=tostring(seq)
 if A[e-1]=='attempt' then A[e]=tostring(att) end

@@ -190,6 +190,9 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
     }
     const fields: Fields = {};
     for (const name in item.fields) if (name !== "attempt") fields[name] = item.fields[name] as string;
+    // Within an attempt time never goes back: an event stamped before the snapshot's latest takes its time.
+    const latest = state?.ts;
+    if (!item.restart && latest !== undefined && fields.ts !== undefined && fields.ts < latest) fields.ts = latest;
     fields.seq = String(seq);
     fields.attempt = String(attempt);
     let clear = false;

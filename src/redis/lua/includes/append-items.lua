@@ -44,7 +44,7 @@ for i=1,tonumber(A[4]) do
   local s=a+3
   local e=s+tonumber(A[a+2])-1
   a=e+1
-  local st=redis.call('HMGET',sk,'status','progress','seq','cancel','attempt','exp','total')
+  local st=redis.call('HMGET',sk,'status','progress','seq','cancel','attempt','exp','total','ts')
   local seq=num(st[3]) or 0
   if seq<0 then seq=0 end
   seq=math.floor(seq)
@@ -70,6 +70,16 @@ for i=1,tonumber(A[4]) do
       if ended then cancel=false end
       redis.call('XTRIM',ek,'MAXLEN','0')
       redis.call('DEL',sk)
+    elseif st[8] then
+      -- Within an attempt time never goes back: an event stamped before the
+      -- snapshot's latest (another process's clock or a late arrival) takes its
+      -- time. ISO 8601 UTC with milliseconds compares as text.
+      for j=s,e-1,2 do
+        if A[j]=='ts' then
+          if A[j+1]<st[8] then A[j+1]=st[8] end
+          break
+        end
+      end
     end
     -- `seq` is the third field; `attempt`, when sent, the last.
     A[s+5]=tostring(seq)
