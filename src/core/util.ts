@@ -21,3 +21,15 @@ export function backoff(attempt: number, baseMs: number, maxMs: number, random: 
 export function toError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
 }
+
+const settled = Promise.resolve();
+
+/**
+ * Run `fn` as a microtask. Unlike Node's `queueMicrotask`, which creates an
+ * async resource per call, this costs one promise reaction: it is the one the
+ * per-event paths (the live reader, the publish batcher) use. An exception
+ * thrown by `fn` surfaces as an unhandled rejection.
+ */
+export function microtask(fn: () => void): void {
+  void settled.then(fn);
+}

@@ -21,6 +21,7 @@ import type {
   StreamEntry,
   StreamPort,
 } from "../../core/port/port.ts";
+import { microtask } from "../../core/util.ts";
 
 /** Options of {@link memory}. */
 export interface MemoryOptions {
@@ -136,7 +137,7 @@ export function memory(options: MemoryOptions = {}): MemoryPort {
     const handlers = channels.get(key);
     if (handlers !== undefined) {
       const message: StreamEntry = { id, fields: { ...fields } };
-      queueMicrotask(() => {
+      microtask(() => {
         for (const h of handlers) h.message(key, message);
       });
     }

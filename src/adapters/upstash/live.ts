@@ -36,6 +36,7 @@
  */
 import { BackendError, ConnectionClosedError } from "../../core/errors.ts";
 import type { LiveHandler, LiveSubscription, StreamEntry } from "../../core/port/port.ts";
+import { microtask } from "../../core/util.ts";
 
 /** Options of {@link upstashLive}. */
 export interface UpstashLiveOptions {
@@ -456,7 +457,7 @@ export function upstashLive(options: UpstashLiveOptions, handler: LiveHandler): 
       for (const key of keys) counts.set(key, (counts.get(key) ?? 0) + 1);
       if (!flushQueued && keys.some((key) => !isLive(key))) {
         flushQueued = true;
-        queueMicrotask(flush);
+        microtask(flush);
       }
       return new Promise<void>((resolve, reject) => {
         waiters.add({ keys: [...keys], resolve, reject });

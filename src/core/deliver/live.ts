@@ -17,7 +17,7 @@
 import { BackendError } from "../errors.ts";
 import type { Logger, Metrics } from "../observe.ts";
 import type { LiveHandler, LiveSubscription, StreamEntry, StreamPort } from "../port/port.ts";
-import { backoff, sleep } from "../util.ts";
+import { backoff, microtask, sleep } from "../util.ts";
 import { compareIds } from "../wire/index.ts";
 import type { Listener } from "./reader.ts";
 
@@ -187,7 +187,7 @@ export class LiveReader {
   #schedule(): void {
     if (this.#flushing) return;
     this.#flushing = true;
-    queueMicrotask(() => void this.#flush());
+    microtask(() => void this.#flush());
   }
 
   /** Send the subscriptions and unsubscriptions gathered in this tick, one call each; retry on failure. */
@@ -238,6 +238,8 @@ export class LiveReader {
 
   /** Live messages of this tick, per key: handed over together, as one read would be. */
   #incoming = new Map<KeyState, StreamEntry[]>();
+  /** The other map of the pair: handed-over maps are cleared and reused, not reallocated per tick. */
+  #spare = new Map<KeyState, StreamEntry[]>();
 
   #message(key: string, entry: StreamEntry): void {
     const state = this.#keys.get(key);
@@ -252,38 +254,43 @@ export class LiveReader {
       return;
     }
     this.#incoming.set(state, [entry]);
-    if (this.#incoming.size === 1) queueMicrotask(() => this.#handOver());
+    if (this.#incoming.size === 1) microtask(() => this.#handOver());
   }
 
   /** Deliver the messages of this tick, one call per key; a `seq` jump holds the rest and reads the gap. */
   #handOver(): void {
     const incoming = this.#incoming;
-    this.#incoming = new Map();
-    for (const [state, entries] of incoming) {
-      if (this.#keys.get(state.key) !== state) continue;
-      if (state.held !== null) {
-        state.held.push(...entries);
-        continue;
-      }
-      let end = entries.length;
-      if (state.sequenced) {
-        let seq = state.lastSeq;
-        for (let i = 0; i < entries.length; i++) {
-          const next = Number((entries[i] as StreamEntry).fields.seq);
-          if (!Number.isSafeInteger(next)) continue;
-          if (seq > 0 && next > seq + 1) {
-            end = i;
-            break;
+    this.#incoming = this.#spare;
+    this.#spare = incoming;
+    try {
+      for (const [state, entries] of incoming) {
+        if (this.#keys.get(state.key) !== state) continue;
+        if (state.held !== null) {
+          state.held.push(...entries);
+          continue;
+        }
+        let end = entries.length;
+        if (state.sequenced) {
+          let seq = state.lastSeq;
+          for (let i = 0; i < entries.length; i++) {
+            const next = Number((entries[i] as StreamEntry).fields.seq);
+            if (!Number.isSafeInteger(next)) continue;
+            if (seq > 0 && next > seq + 1) {
+              end = i;
+              break;
+            }
+            seq = next;
           }
-          seq = next;
+        }
+        this.#deliver(state, end === entries.length ? entries : entries.slice(0, end));
+        if (end < entries.length) {
+          // A message was missed (seq jumped): read the gap from the stream, holding what came after it.
+          state.held = entries.slice(end);
+          void this.#catchUp(state);
         }
       }
-      this.#deliver(state, end === entries.length ? entries : entries.slice(0, end));
-      if (end < entries.length) {
-        // A message was missed (seq jumped): read the gap from the stream, holding what came after it.
-        state.held = entries.slice(end);
-        void this.#catchUp(state);
-      }
+    } finally {
+      incoming.clear();
     }
   }
 
@@ -305,7 +312,7 @@ export class LiveReader {
       if (feed.held !== null) feed.held.push(...entries);
       else feed.listener.deliver(entries);
     }
-    const ms = Number(last.id.split("-")[0]);
+    const ms = Number(last.id.slice(0, last.id.indexOf("-")));
     if (Number.isFinite(ms)) this.#o.metrics.observe("delivery_lag_ms", Math.max(0, Date.now() - ms));
   }
 

@@ -75,11 +75,35 @@ interface Shared {
   readonly event: ProgressEvent;
   readonly result: IteratorResult<WatchItem, void>;
 }
-const decodedEvents = new WeakMap<StreamEntry, Shared | null>();
-const entrySizes = new WeakMap<StreamEntry, number>();
+
+/** What is worked out once per entry: its size, and its decoding (null: not an event; undefined: not yet). */
+interface EntryCache {
+  readonly size: number;
+  decoded: Shared | null | undefined;
+}
+
+/**
+ * The cache rides on the entry itself (a symbol-keyed property: no weak map to
+ * sweep per event); entries a port froze fall back to a weak map.
+ */
+const CACHE: unique symbol = Symbol("progresscast.entry");
+type CachedEntry = StreamEntry & { [CACHE]?: EntryCache };
+const frozenEntries = new WeakMap<StreamEntry, EntryCache>();
+
+function cacheOf(entry: StreamEntry): EntryCache {
+  const cached: CachedEntry = entry;
+  let cache = cached[CACHE] ?? frozenEntries.get(entry);
+  if (cache === undefined) {
+    cache = { size: sizeOf(entry), decoded: undefined };
+    if (Object.isExtensible(entry)) cached[CACHE] = cache;
+    else frozenEntries.set(entry, cache);
+  }
+  return cache;
+}
 
 function shared(entry: StreamEntry, op: string | undefined): Shared | null {
-  let decoded = decodedEvents.get(entry);
+  const cache = cacheOf(entry);
+  let decoded = cache.decoded;
   if (decoded === undefined) {
     const event = decodeEvent(entry, op);
     if (event === null) decoded = null;
@@ -90,20 +114,20 @@ function shared(entry: StreamEntry, op: string | undefined): Shared | null {
         result: Object.freeze({ done: false, value: Object.freeze({ kind: "event", event: frozen }) }),
       };
     }
-    decodedEvents.set(entry, decoded);
+    cache.decoded = decoded;
   }
   return decoded;
 }
 
 /** Approximate bytes an entry holds: its id, field names and values. */
-function entrySize(entry: StreamEntry): number {
-  let size = entrySizes.get(entry);
-  if (size === undefined) {
-    size = 64 + entry.id.length;
-    for (const key in entry.fields) size += key.length + (entry.fields[key]?.length ?? 0);
-    entrySizes.set(entry, size);
-  }
+function sizeOf(entry: StreamEntry): number {
+  let size = 64 + entry.id.length;
+  for (const key in entry.fields) size += key.length + (entry.fields[key]?.length ?? 0);
   return size;
+}
+
+function entrySize(entry: StreamEntry): number {
+  return cacheOf(entry).size;
 }
 
 function removable(entry: StreamEntry): boolean {

@@ -1,4 +1,5 @@
 import type { AppendItem, AppendOptions, AppendResult, StreamPort } from "../port/port.ts";
+import { microtask } from "../util.ts";
 import { appendEach } from "./append.ts";
 
 interface Pending {
@@ -58,7 +59,7 @@ export class Batcher {
       this.#queue.push({ item, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
-        queueMicrotask(this.#drain);
+        microtask(this.#drain);
       }
     });
   }
@@ -120,7 +121,7 @@ export class Batcher {
       // Appends that waited for this call: after the answers above have been handled.
       if (this.#queue.length > 0 && !this.#scheduled) {
         this.#scheduled = true;
-        queueMicrotask(this.#drain);
+        microtask(this.#drain);
       }
       if (this.#idle.length > 0) for (const wake of this.#idle.splice(0)) wake();
     }

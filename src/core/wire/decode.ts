@@ -49,7 +49,9 @@ function status(value: string | undefined): ProgressStatus {
 
 /** A JSON object within the size limit; anything else is dropped. */
 function object(value: string | undefined): Record<string, unknown> | undefined {
-  if (value === undefined || utf8Length(value) > MAX_DATA_BYTES) return undefined;
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only a long value needs counting.
+  if (value === undefined || (value.length * 3 > MAX_DATA_BYTES && utf8Length(value) > MAX_DATA_BYTES))
+    return undefined;
   try {
     const data: unknown = JSON.parse(value);
     return data !== null && typeof data === "object" && !Array.isArray(data)
@@ -71,7 +73,7 @@ function attemptOf(value: string | undefined): number {
   return n !== undefined && n >= 1 ? n : 1;
 }
 
-function common(fields: Fields, fallbackTs: string): Omit<ProgressEvent, "id"> {
+function common(fields: Fields, id: string | undefined): Omit<ProgressEvent, "id"> {
   const out: {
     -readonly [K in keyof Omit<ProgressEvent, "id">]: Omit<ProgressEvent, "id">[K];
   } = {
@@ -79,7 +81,7 @@ function common(fields: Fields, fallbackTs: string): Omit<ProgressEvent, "id"> {
     seq: integer(fields.seq) ?? 0,
     type: SAFE_TYPE,
     status: status(fields.status),
-    ts: fields.ts !== undefined && TS.test(fields.ts) ? fields.ts : fallbackTs,
+    ts: fields.ts !== undefined && TS.test(fields.ts) ? fields.ts : idTime(id),
     attempt: attemptOf(fields.attempt),
   };
   const type = fields.type;
@@ -131,7 +133,7 @@ export function decodeEvent(entry: StreamEntry, op?: string): ProgressEvent | nu
   // (forged or misplaced) is delivered as the stream's, never attributed to the one it names.
   const owner = op ?? (own !== undefined && ID_PATTERN.test(own) ? own : undefined);
   if (owner === undefined || !ID_PATTERN.test(owner)) return null;
-  return { id: entry.id, ...common(fields, idTime(entry.id)), op: owner };
+  return { id: entry.id, ...common(fields, entry.id), op: owner };
 }
 
 /**
@@ -143,7 +145,7 @@ export function decodeSnapshot(fields: Fields | null): ProgressSnapshot | null {
   if (fields === null || Object.keys(fields).length === 0) return null;
   fields = fromLegacyFields(fields);
   const id = isStreamId(fields.id) ? fields.id : undefined;
-  const base = common(fields, idTime(id));
+  const base = common(fields, id);
   const snapshot: { -readonly [K in keyof ProgressSnapshot]: ProgressSnapshot[K] } = {
     ...base,
     op: base.op !== "" && ID_PATTERN.test(base.op) ? base.op : "",

@@ -18,6 +18,8 @@ const U64_MAX = 18_446_744_073_709_551_615n;
 export function isStreamId(value: unknown): value is string {
   if (typeof value !== "string" || !STREAM_ID.test(value)) return false;
   const dash = value.indexOf("-");
+  // Parts of 19 digits or fewer are below 2^64: only a 20-digit part needs the exact comparison.
+  if (dash < 20 && value.length - dash <= 20) return true;
   return BigInt(value.slice(0, dash)) <= U64_MAX && BigInt(value.slice(dash + 1)) <= U64_MAX;
 }
 
