@@ -46,8 +46,6 @@ interface KeyState {
   held: StreamEntry[] | null;
   /** The subscription was confirmed. */
   subscribed: boolean;
-  /** Consecutive failed catch-up reads. */
-  failures: number;
   /** A catch-up read runs; `again` asks it for one more round when it ends. */
   catching: boolean;
   again: boolean;
@@ -139,7 +137,6 @@ export class LiveReader {
         feeds: new Set([feed]),
         held: [],
         subscribed: false,
-        failures: 0,
         catching: false,
         again: false,
       };
@@ -217,7 +214,7 @@ export class LiveReader {
           for (const key of add) {
             const state = this.#keys.get(key);
             if (!state) continue;
-            if (ending) this.#end(state, error, failures);
+            if (ending) this.#end(state, this.#readError(state.key, error, failures));
             else this.#toAdd.add(key);
           }
           if (!ending) await sleep(Math.max(50, backoff(failures - 1, 100, 2000)), this.#o.closed);
@@ -354,25 +351,20 @@ export class LiveReader {
   }
 
   async #catchUpRound(state: KeyState): Promise<void> {
+    const alive = (): boolean => this.#keys.get(state.key) === state;
     for (;;) {
-      if (this.#keys.get(state.key) !== state || this.#o.closed.aborted) return;
       try {
-        const page = (await this.#port.read(null, state.key, { after: state.lastId, limit: PAGE })).entries;
-        state.failures = 0;
-        if (this.#keys.get(state.key) !== state) return;
-        this.#deliver(state, page);
-        if (page.length >= PAGE) continue;
+        const done = await this.#readPages(
+          state.key,
+          state.lastId,
+          alive,
+          (page) => this.#deliver(state, page),
+          (error) => this.#o.logger.error?.("catching up a watched stream failed; retrying", { key: state.key, error }),
+        );
+        if (!done) return;
       } catch (error) {
-        if (this.#keys.get(state.key) !== state || this.#o.closed.aborted) return;
-        state.failures++;
-        this.#o.metrics.increment("read_failures");
-        if (state.failures >= this.#o.maxReadFailures) {
-          this.#end(state, error, state.failures);
-          return;
-        }
-        this.#o.logger.error?.("catching up a watched stream failed; retrying", { key: state.key, error });
-        await sleep(Math.max(50, backoff(state.failures - 1, 100, 2000)), this.#o.closed);
-        continue;
+        this.#end(state, error instanceof BackendError ? error : this.#readError(state.key, error, 1));
+        return;
       }
       // Caught up: merge what arrived live meanwhile (a jump in it starts another round).
       const held = state.held ?? [];
@@ -396,29 +388,20 @@ export class LiveReader {
 
   /** Read what one watcher lacks (after `after`), then hand it what was held for it. */
   async #catchUpFeed(state: KeyState, feed: Feed, after: string): Promise<void> {
-    let from = after;
-    let failures = 0;
     const read: StreamEntry[] = [];
-    for (;;) {
-      if (!state.feeds.has(feed) || this.#o.closed.aborted) return;
-      try {
-        const page = (await this.#port.read(null, state.key, { after: from, limit: PAGE })).entries;
-        read.push(...page);
-        const last = page[page.length - 1];
-        if (last) from = last.id;
-        if (page.length >= PAGE) continue;
-        break;
-      } catch (error) {
-        failures++;
-        if (failures >= this.#o.maxReadFailures) {
-          state.feeds.delete(feed);
-          feed.listener.fail(this.#readError(state.key, error, failures));
-          return;
-        }
-        await sleep(Math.max(50, backoff(failures - 1, 100, 2000)), this.#o.closed);
-      }
+    try {
+      const done = await this.#readPages(
+        state.key,
+        after,
+        () => state.feeds.has(feed),
+        (page) => read.push(...page),
+      );
+      if (!done) return;
+    } catch (error) {
+      state.feeds.delete(feed);
+      feed.listener.fail(error instanceof BackendError ? error : this.#readError(state.key, error, 1));
+      return;
     }
-    if (!state.feeds.has(feed)) return;
     const held = feed.held ?? [];
     feed.held = null;
     // The listener drops ids it already has: the read, then what arrived live meanwhile.
@@ -426,14 +409,53 @@ export class LiveReader {
     if (held.length > 0) feed.listener.deliver(held);
   }
 
+  /**
+   * Read `key` after `after` to its end, a page at a time, handing each page
+   * to `onPage`. A failed read is retried with backoff (`onRetry` hears each
+   * failure). Resolves true once read to the end, false when `alive()` turned
+   * false or the manager closed on the way.
+   *
+   * @throws {BackendError} after `maxReadFailures` failed reads in a row.
+   */
+  async #readPages(
+    key: string,
+    after: string,
+    alive: () => boolean,
+    onPage: (page: readonly StreamEntry[]) => void,
+    onRetry?: (error: unknown) => void,
+  ): Promise<boolean> {
+    let from = after;
+    let failures = 0;
+    for (;;) {
+      if (!alive() || this.#o.closed.aborted) return false;
+      let page: readonly StreamEntry[];
+      try {
+        page = (await this.#port.read(null, key, { after: from, limit: PAGE })).entries;
+      } catch (error) {
+        if (!alive() || this.#o.closed.aborted) return false;
+        failures++;
+        this.#o.metrics.increment("read_failures");
+        if (failures >= this.#o.maxReadFailures) throw this.#readError(key, error, failures);
+        onRetry?.(error);
+        await sleep(Math.max(50, backoff(failures - 1, 100, 2000)), this.#o.closed);
+        continue;
+      }
+      failures = 0;
+      if (!alive()) return false;
+      onPage(page);
+      const last = page[page.length - 1];
+      if (last) from = last.id;
+      if (page.length < PAGE) return true;
+    }
+  }
+
   /** End every watch of one key with the reason. */
-  #end(state: KeyState, cause: unknown, failures: number): void {
+  #end(state: KeyState, error: BackendError): void {
     if (this.#keys.get(state.key) === state) this.#keys.delete(state.key);
     if (state.subscribed) {
       this.#toRemove.add(state.key);
       this.#schedule();
     }
-    const error = this.#readError(state.key, cause, failures);
     for (const feed of state.feeds) feed.listener.fail(error);
     this.#gauge();
   }
